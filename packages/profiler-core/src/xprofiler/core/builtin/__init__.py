@@ -1,0 +1,1 @@
+"""Drivers that ship with core: ``memory://`` and ``sqlite://`` (the embedded default)."""
