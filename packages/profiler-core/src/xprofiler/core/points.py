@@ -20,6 +20,7 @@ Drivers must return points exactly as given (same keys, same types).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict
@@ -30,6 +31,7 @@ __all__ = [
     "TraceFilter",
     "TraceSummary",
     "point_id",
+    "jsonable",
     "validate_trace_id",
     "summarize",
 ]
@@ -66,6 +68,28 @@ POINT_KEYS = (
 )
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value``: unknown objects become bounded reprs; never raises."""
+    if isinstance(value, _SCALARS):
+        if isinstance(value, float) and not math.isfinite(value):
+            return repr(value)
+        return value
+    if depth > 20:
+        return "<nested too deep>"
+    try:
+        if isinstance(value, dict):
+            return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [jsonable(v, depth + 1) for v in value]
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - user objects may do anything
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def point_id(trace_id: str, event: str) -> str:

@@ -1,0 +1,365 @@
+"""The tracing API: process-wide set-up, per-request trace state in contextvars, spans.
+
+Trace state is an immutable chain of frames held in one ContextVar: each ``start`` sets a new
+frame whose parent is the current one, each ``stop`` sets the parent back. Nothing is mutated
+in place, so threads and asyncio tasks (which copy their context) never see each other's stack.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import reprlib
+import socket
+import sys
+import threading
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from .dispatcher import Dispatcher
+from .points import Point
+
+__all__ = [
+    "setup",
+    "shutdown",
+    "is_setup",
+    "dispatcher_stats",
+    "flush",
+    "init",
+    "get",
+    "clean",
+    "start",
+    "stop",
+    "Profiler",
+    "safe_repr",
+]
+
+log = logging.getLogger(__name__)
+
+ENV_CONNECTION_STRING = "PROFILER_CONNECTION_STRING"
+
+
+@dataclass
+class _Config:
+    service: str
+    project: str
+    host: str
+    hmac_keys: tuple[str, ...]
+    dispatcher: Dispatcher
+    max_repr: int
+    connection_string: str
+
+
+_config: _Config | None = None
+_config_lock = threading.Lock()
+_auto_lock = threading.Lock()
+
+
+class _Frame:
+    """One level of the trace stack. Immutable once built."""
+
+    __slots__ = ("parent", "trace_id", "name", "base_id", "hmac_key")
+
+    def __init__(
+        self, parent: _Frame | None, trace_id: str, name: str, base_id: str, hmac_key: str | None
+    ) -> None:
+        self.parent = parent
+        self.trace_id = trace_id
+        self.name = name
+        self.base_id = base_id
+        self.hmac_key = hmac_key
+
+
+_ctx: ContextVar[_Frame | None] = ContextVar("xprofiler_trace", default=None)
+ctx_get = _ctx.get  # bound method: the cheapest "is anything being traced here?" check
+
+# Span ids: a random per-process prefix and a counter; far cheaper than uuid4 per span and
+# unique across processes. Renewed after fork so parent and child never collide.
+_prefix = ""
+_counter = itertools.count()
+
+
+def _renew_prefix() -> None:
+    global _prefix, _counter
+    _prefix = os.urandom(8).hex()
+    _counter = itertools.count(1)
+
+
+_renew_prefix()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_prefix)
+
+
+def _new_id() -> str:
+    return f"{_prefix}-{next(_counter):x}"
+
+
+# -- bounded, never-raising reprs ---------------------------------------------------------------
+_repr = reprlib.Repr()
+_repr.maxstring = 200
+_repr.maxother = 200
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = _repr.maxdeque = 10
+_repr.maxlevel = 3
+
+
+def safe_repr(value: Any, limit: int = 500) -> str:
+    """repr() bounded in length that never raises (a failing __repr__ is reported as such)."""
+    try:
+        text = _repr.repr(value)
+    except Exception as exc:  # noqa: BLE001 - user __repr__ may do anything
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+def setup(
+    connection_string: str | None = None,
+    *,
+    service: str | None = None,
+    project: str = "",
+    host: str | None = None,
+    hmac_keys: str | list[str] | tuple[str, ...] | None = None,
+    max_queue: int = 100_000,
+    batch_size: int = 500,
+    flush_interval: float = 0.5,
+    max_repr: int = 500,
+) -> Dispatcher:
+    """Configure this process: where points go and how they are labelled.
+
+    ``connection_string`` defaults to ``$PROFILER_CONNECTION_STRING`` and then to the embedded
+    sqlite store in the per-user data directory. ``service`` defaults to the program name.
+    ``hmac_keys`` are the keys accepted on incoming trace headers (the first one signs outgoing
+    headers when a trace was started here without one). A malformed connection string or an
+    unknown scheme raises here, at set-up; the store itself is contacted in the background.
+    """
+    global _config
+    from .builtin.sqlite import default_path
+
+    cs = connection_string or os.environ.get(ENV_CONNECTION_STRING) or f"sqlite:///{default_path()}"
+    if isinstance(hmac_keys, str):
+        hmac_keys = (hmac_keys,)
+    dispatcher = Dispatcher(
+        cs, max_queue=max_queue, batch_size=batch_size, flush_interval=flush_interval
+    )
+    with _config_lock:
+        old = _config
+        _config = _Config(
+            service=service or os.path.basename(sys.argv[0] or "python") or "python",
+            project=project,
+            host=host or socket.gethostname(),
+            hmac_keys=tuple(hmac_keys or ()),
+            dispatcher=dispatcher,
+            max_repr=max_repr,
+            connection_string=cs,
+        )
+    if old is not None:
+        old.dispatcher.close()
+    return dispatcher
+
+
+def is_setup() -> bool:
+    return _config is not None
+
+
+def _cfg() -> _Config:
+    cfg = _config
+    if cfg is None:
+        with _auto_lock:
+            if _config is None:
+                setup()
+                log.info("xprofiler: traced before setup(); using the default store")
+        cfg = _config
+        assert cfg is not None
+    return cfg
+
+
+def configured_hmac_keys() -> tuple[str, ...]:
+    return _config.hmac_keys if _config is not None else ()
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Flush and close the process-wide dispatcher."""
+    global _config
+    with _config_lock:
+        cfg, _config = _config, None
+    if cfg is not None:
+        cfg.dispatcher.close(timeout)
+
+
+def flush(timeout: float | None = 10.0) -> bool:
+    """Deliver all queued points now. True if everything was delivered within ``timeout``."""
+    cfg = _config
+    return True if cfg is None else cfg.dispatcher.flush(timeout)
+
+
+def dispatcher_stats() -> dict[str, Any]:
+    """Queued, delivered, dropped, failed batches... of the process-wide dispatcher."""
+    cfg = _config
+    if cfg is None:
+        return {
+            "queued": 0,
+            "delivered": 0,
+            "dropped": 0,
+            "failed_batches": 0,
+            "retries": 0,
+            "last_error": None,
+            "max_queue": 0,
+        }
+    return cfg.dispatcher.stats()
+
+
+# -- per-request API ----------------------------------------------------------------------------
+class Profiler:
+    """A view of the current context's trace (what ``get()`` returns)."""
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, frame: _Frame) -> None:
+        self._frame = frame
+
+    @property
+    def hmac_key(self) -> str | None:
+        return self._frame.hmac_key
+
+    def get_base_id(self) -> str:
+        return self._frame.base_id
+
+    def get_id(self) -> str:
+        """The current span's id (the parent of the next span started here)."""
+        return self._frame.trace_id
+
+    def get_parent_id(self) -> str:
+        parent = self._frame.parent
+        return parent.trace_id if parent is not None else self._frame.base_id
+
+    def start(self, name: str, info: dict[str, Any] | None = None) -> None:
+        start(name, info)
+
+    def stop(self, info: dict[str, Any] | None = None) -> None:
+        stop(info)
+
+    def __repr__(self) -> str:
+        return f"<Profiler base_id={self.get_base_id()} id={self.get_id()}>"
+
+
+def init(
+    hmac_key: str | None, base_id: str | None = None, parent_id: str | None = None
+) -> Profiler:
+    """Begin (or continue, given ids from a caller) a trace in the current context."""
+    base = base_id or str(uuid.uuid4())
+    frame = _Frame(None, parent_id or base, "", base, hmac_key)
+    _ctx.set(frame)
+    return Profiler(frame)
+
+
+def get() -> Profiler | None:
+    """The current context's trace, or None when nothing is being traced here."""
+    frame = _ctx.get()
+    return None if frame is None else Profiler(frame)
+
+
+def clean() -> None:
+    """Forget the current context's trace."""
+    _ctx.set(None)
+
+
+def _point(
+    cfg: _Config,
+    frame: _Frame,
+    trace_id: str,
+    parent_id: str,
+    event: str,
+    name: str,
+    error: bool,
+    info: dict[str, Any],
+) -> Point:
+    return {
+        "id": f"{trace_id}-{event}",
+        "base_id": frame.base_id,
+        "trace_id": trace_id,
+        "parent_id": parent_id,
+        "event": event,  # type: ignore[typeddict-item]
+        "name": name,
+        "timestamp": time.time_ns(),
+        "service": cfg.service,
+        "project": cfg.project,
+        "host": cfg.host,
+        "error": error,
+        "info": info,
+    }
+
+
+def start(name: str, info: dict[str, Any] | None = None) -> None:
+    """Open a span named ``name`` under the current one. A no-op when not tracing."""
+    frame = _ctx.get()
+    if frame is None:
+        return
+    # The frame is pushed first and unconditionally, so a matching stop() always pops it.
+    tid = _new_id()
+    _ctx.set(_Frame(frame, tid, name, frame.base_id, frame.hmac_key))
+    try:
+        cfg = _config or _cfg()
+        cfg.dispatcher.put(
+            _point(
+                cfg, frame, tid, frame.trace_id, "start", name, False, dict(info) if info else {}
+            )
+        )
+    except Exception:  # noqa: BLE001 - tracing never raises into traced code
+        log.debug("xprofiler: start failed", exc_info=True)
+
+
+def stop(info: dict[str, Any] | None = None, *, error: bool = False) -> None:
+    """Close the current span. A no-op when not tracing or no span is open."""
+    frame = _ctx.get()
+    if frame is None or frame.parent is None:
+        return
+    try:
+        _ctx.set(frame.parent)
+        cfg = _config or _cfg()
+        cfg.dispatcher.put(
+            _point(
+                cfg,
+                frame,
+                frame.trace_id,
+                frame.parent.trace_id,
+                "stop",
+                frame.name,
+                error,
+                dict(info) if info else {},
+            )
+        )
+    except Exception:  # noqa: BLE001
+        log.debug("xprofiler: stop failed", exc_info=True)
+
+
+def _error_info(exc: BaseException, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = dict(info) if info else {}
+    out["etype"] = type(exc).__name__
+    out["message"] = safe_repr_text(exc)
+    return out
+
+
+def safe_repr_text(exc: BaseException, limit: int = 2000) -> str:
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001
+        text = f"<unprintable {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def stop_with_error(exc: BaseException, info: dict[str, Any] | None = None) -> None:
+    stop(_error_info(exc, info), error=True)
+
+
+def current_frame() -> _Frame | None:
+    return _ctx.get()
+
+
+def set_frame(frame: _Frame | None) -> None:
+    _ctx.set(frame)

@@ -1,0 +1,351 @@
+"""Decorators, the class helpers and the context manager built on start/stop.
+
+When nothing is traced in the current context a decorated call costs one ContextVar lookup
+over the bare call, and the arguments are not touched at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import profiler as _p
+
+__all__ = ["trace", "trace_cls", "TracedMeta", "Trace"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+_TRACED = "__xprofiler_traced__"
+
+
+def _func_name(f: Callable[..., Any]) -> str:
+    return f"{getattr(f, '__module__', '?')}.{getattr(f, '__qualname__', repr(f))}"
+
+
+def _start_info(
+    fname: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    out = dict(info) if info else {}
+    func: dict[str, Any] = {"name": fname}
+    if not hide_args:
+        func["args"] = _p.safe_repr(args)
+        func["kwargs"] = _p.safe_repr(kwargs)
+    out["function"] = func
+    return out
+
+
+def _result_info(hide_result: bool, result: Any) -> dict[str, Any] | None:
+    if hide_result:
+        return None
+    return {"function": {"result": _p.safe_repr(result)}}
+
+
+def trace(
+    name: str,
+    info: dict[str, Any] | None = None,
+    hide_args: bool = False,
+    hide_result: bool = True,
+    allow_multiple_trace: bool = True,
+) -> Callable[[F], F]:
+    """Trace every call of a function, method, coroutine function or generator as a span.
+
+    ``info`` is added to the start point; positional and keyword arguments are recorded as
+    bounded reprs unless ``hide_args``; the result is recorded unless ``hide_result``. An
+    exception is recorded on the stop point (``etype``, ``message``) and re-raised unchanged.
+    ``allow_multiple_trace=False`` refuses to trace a function that is already traced.
+    """
+
+    def decorator(f: F) -> F:
+        if getattr(f, _TRACED, False):
+            if not allow_multiple_trace:
+                raise ValueError(f"{_func_name(f)} is already traced")
+        fname = _func_name(f)
+        ctx_get = _p.ctx_get
+        start, stop, stop_err = _p.start, _p.stop, _p.stop_with_error
+
+        if inspect.isasyncgenfunction(f):
+            wrapper: Any = _wrap_async_gen(f, name, fname, info, hide_args, hide_result)
+        elif inspect.isgeneratorfunction(f):
+            wrapper = _wrap_gen(f, name, fname, info, hide_args, hide_result)
+        elif inspect.iscoroutinefunction(f):
+
+            @functools.wraps(f)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if ctx_get() is None:
+                    return await f(*args, **kwargs)
+                start(name, _start_info(fname, info, hide_args, args, kwargs))
+                try:
+                    result = await f(*args, **kwargs)
+                except BaseException as exc:
+                    stop_err(exc)
+                    raise
+                stop(_result_info(hide_result, result))
+                return result
+
+        else:
+
+            @functools.wraps(f)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if ctx_get() is None:
+                    return f(*args, **kwargs)
+                start(name, _start_info(fname, info, hide_args, args, kwargs))
+                try:
+                    result = f(*args, **kwargs)
+                except BaseException as exc:
+                    stop_err(exc)
+                    raise
+                stop(_result_info(hide_result, result))
+                return result
+
+        setattr(wrapper, _TRACED, True)
+        return wrapper  # type: ignore[no-any-return]
+
+    return decorator
+
+
+def _wrap_gen(
+    f: Callable[..., Any],
+    name: str,
+    fname: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    hide_result: bool,
+) -> Callable[..., Any]:
+    """The span covers the generator's whole life; its frame is current only while the
+    generator body runs, so the consumer's own spans between items are not nested under it."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        outer = _p.current_frame()
+        if outer is None:
+            return (yield from f(*args, **kwargs))
+        gen = f(*args, **kwargs)
+        _p.start(name, _start_info(fname, info, hide_args, args, kwargs))
+        inner = _p.current_frame()
+        _p.set_frame(outer)
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            caller = _p.current_frame()
+            _p.set_frame(inner)
+            try:
+                item = gen.throw(throw) if throw is not None else gen.send(send)
+            except StopIteration as done:
+                _p.stop(_result_info(hide_result, done.value))
+                _p.set_frame(caller)
+                return done.value
+            except BaseException as exc:
+                _p.stop_with_error(exc)
+                _p.set_frame(caller)
+                raise
+            _p.set_frame(caller)
+            throw = None
+            try:
+                send = yield item
+            except GeneratorExit:
+                _p.set_frame(inner)
+                gen.close()
+                _p.stop({"closed": True})
+                _p.set_frame(caller)
+                raise
+            except BaseException as exc:  # noqa: BLE001 - passed on into the generator
+                throw = exc
+
+    return wrapper
+
+
+def _wrap_async_gen(
+    f: Callable[..., Any],
+    name: str,
+    fname: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    hide_result: bool,
+) -> Callable[..., Any]:
+    @functools.wraps(f)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        outer = _p.current_frame()
+        agen = f(*args, **kwargs)
+        if outer is None:
+            async for item in agen:
+                yield item
+            return
+        _p.start(name, _start_info(fname, info, hide_args, args, kwargs))
+        inner = _p.current_frame()
+        _p.set_frame(outer)
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            caller = _p.current_frame()
+            _p.set_frame(inner)
+            try:
+                if throw is not None:
+                    item = await agen.athrow(throw)
+                else:
+                    item = await agen.asend(send)
+            except StopAsyncIteration:
+                _p.stop(None)
+                _p.set_frame(caller)
+                return
+            except BaseException as exc:
+                _p.stop_with_error(exc)
+                _p.set_frame(caller)
+                raise
+            _p.set_frame(caller)
+            throw = None
+            try:
+                send = yield item
+            except GeneratorExit:
+                _p.set_frame(inner)
+                await agen.aclose()
+                _p.stop({"closed": True})
+                _p.set_frame(caller)
+                raise
+            except BaseException as exc:  # noqa: BLE001 - passed on into the generator
+                throw = exc
+
+    return wrapper
+
+
+def trace_cls(
+    name: str,
+    info: dict[str, Any] | None = None,
+    hide_args: bool = False,
+    hide_result: bool = True,
+    trace_private: bool = False,
+    trace_static_methods: bool = False,
+    trace_class_methods: bool = False,
+    allow_multiple_trace: bool = True,
+) -> Callable[[C], C]:
+    """Trace the public methods of a class (private ones too with ``trace_private``)."""
+
+    def decorator(cls: C) -> C:
+        _trace_members(
+            cls,
+            name,
+            info,
+            hide_args,
+            hide_result,
+            trace_private,
+            trace_static_methods,
+            trace_class_methods,
+            allow_multiple_trace,
+        )
+        return cls
+
+    return decorator
+
+
+def _trace_members(
+    cls: type,
+    name: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    hide_result: bool,
+    trace_private: bool,
+    trace_static: bool,
+    trace_class: bool,
+    allow_multiple: bool,
+) -> None:
+    for attr, value in list(vars(cls).items()):
+        if attr.startswith("__") and attr.endswith("__"):
+            continue
+        if attr.startswith("_") and not trace_private:
+            continue
+        deco = trace(
+            name,
+            info=info,
+            hide_args=hide_args,
+            hide_result=hide_result,
+            allow_multiple_trace=allow_multiple,
+        )
+        if isinstance(value, staticmethod):
+            if trace_static:
+                setattr(cls, attr, staticmethod(deco(value.__func__)))
+        elif isinstance(value, classmethod):
+            if trace_class:
+                setattr(cls, attr, classmethod(deco(value.__func__)))
+        elif inspect.isfunction(value):
+            if getattr(value, _TRACED, False) and allow_multiple:
+                continue  # already traced by an explicit @trace: keep that one
+            setattr(cls, attr, deco(value))
+
+
+class TracedMeta(type):
+    """Metaclass: trace a class's methods using its ``__trace_args__`` dict.
+
+    ``class Api(metaclass=TracedMeta): __trace_args__ = {"name": "api", "hide_args": True}``
+    (the keys are :func:`trace_cls`'s parameters).
+    """
+
+    def __init__(cls, cls_name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> None:
+        super().__init__(cls_name, bases, attrs)
+        args = dict(attrs.get("__trace_args__") or {})
+        if "name" not in args:
+            raise TypeError(f"{cls_name} uses TracedMeta but its __trace_args__ has no 'name'")
+        _trace_members(
+            cls,
+            args.pop("name"),
+            args.pop("info", None),
+            args.pop("hide_args", False),
+            args.pop("hide_result", True),
+            args.pop("trace_private", False),
+            args.pop("trace_static_methods", False),
+            args.pop("trace_class_methods", False),
+            args.pop("allow_multiple_trace", True),
+        )
+        if args:
+            raise TypeError(f"unknown __trace_args__ keys on {cls_name}: {sorted(args)}")
+
+
+class Trace:
+    """``with Trace("db", info={"statement": sql}):`` — a span around a block.
+
+    An exception leaving the block is recorded on the stop point and propagates unchanged.
+    """
+
+    __slots__ = ("name", "info", "_active")
+
+    def __init__(self, name: str, info: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.info = info
+        self._active = False
+
+    def __enter__(self) -> Trace:
+        if _p.ctx_get() is not None:
+            _p.start(self.name, self.info)
+            self._active = True
+        return self
+
+    def __exit__(
+        self,
+        etype: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if exc is not None:
+            _p.stop_with_error(exc)
+        else:
+            _p.stop()
+
+    async def __aenter__(self) -> Trace:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        etype: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(etype, exc, tb)
