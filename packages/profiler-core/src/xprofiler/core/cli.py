@@ -1,0 +1,499 @@
+"""The ``profiler`` command.
+
+Other distributions add subcommands through the ``xprofiler.cli`` entry point group: each entry
+point is a callable ``register(subparsers)`` that adds its parser and sets ``func`` (a callable
+taking the parsed args and returning an exit code). Core imports none of them by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from . import __version__
+from .errors import (
+    DriverError,
+    DriverLibraryMissing,
+    DriverNotFound,
+    StoreUnavailable,
+)
+from .points import TraceFilter, TraceSummary, validate_trace_id
+from .registry import CLI_GROUP, available, get_driver_class, load_driver
+from .tree import Report, Span, build_report
+from .uri import URLError, parse_duration
+
+__all__ = ["main", "resolve_connection_string", "EXIT"]
+
+log = logging.getLogger(__name__)
+
+# Exit codes, documented in --help.
+EXIT = {
+    "ok": 0,
+    "error": 1,
+    "usage": 2,  # bad arguments, malformed connection string or trace id
+    "not_found": 3,  # no such trace
+    "store": 4,  # the store is unreachable or failed
+    "driver": 5,  # no driver (or its client library) installed for the scheme
+}
+
+EPILOG = """\
+connection string:
+  Every command that reads traces takes --connection-string URI. Without it,
+  $PROFILER_CONNECTION_STRING is used, then the embedded default store
+  (sqlite in your data directory). Examples:
+    sqlite:///traces.db   sqlite:////var/lib/xprofiler/traces.db
+    mongodb://user:pw@db1:27017,db2:27017/traces?replicaSet=rs0
+    elasticsearch://es:9200   influxdb://influx:8086/traces   redis://bus:6379/0
+
+exit codes:
+  0 success   2 bad usage, connection string or trace id   3 trace not found
+  4 store unreachable or failing   5 no driver installed for the scheme   1 other
+
+examples:
+  profiler demo                         run a small traced workload and show it
+  profiler trace list --errors          the newest traces with an error
+  profiler trace show 5f1c...           one trace as a tree
+  profiler trace show 5f1c... --json    the same as JSON (schema: docs/report-schema.md)
+  profiler drivers                      which stores you can use
+"""
+
+
+def resolve_connection_string(value: str | None) -> str:
+    from .builtin.sqlite import default_path
+
+    return value or os.environ.get("PROFILER_CONNECTION_STRING") or f"sqlite:///{default_path()}"
+
+
+class CLIError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _open_driver(cs: str | None) -> Any:
+    uri = resolve_connection_string(cs)
+    try:
+        return load_driver(uri)
+    except URLError as exc:
+        raise CLIError(f"bad connection string: {exc}", EXIT["usage"]) from None
+    except (DriverNotFound, DriverLibraryMissing) as exc:
+        raise CLIError(str(exc), EXIT["driver"]) from None
+    except DriverError as exc:
+        raise CLIError(str(exc), EXIT["usage"]) from None
+
+
+def _store_call(driver: Any, what: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (StoreUnavailable, DriverError) as exc:
+        raise CLIError(f"cannot {what} from {driver.url}: {exc}", EXIT["store"]) from None
+    except Exception as exc:  # noqa: BLE001 - client libraries raise their own types
+        secret = getattr(driver.url, "password", None)
+        text = f"{type(exc).__name__}: {exc}"
+        if secret:
+            text = text.replace(secret, "***")
+        raise CLIError(f"cannot {what} from {driver.url}: {text}", EXIT["store"]) from None
+
+
+def load_report(driver: Any, trace_id: str) -> Report:
+    """Fetch and build one trace's report; CLIError when absent."""
+    try:
+        validate_trace_id(trace_id)
+    except ValueError as exc:
+        raise CLIError(f"bad trace id: {exc}", EXIT["usage"]) from None
+    points = _store_call(driver, "read the trace", lambda: driver.get_report(trace_id))
+    if not points:
+        raise CLIError(
+            f"no trace {trace_id} in {driver.url} (try: profiler trace list)", EXIT["not_found"]
+        )
+    return build_report(trace_id, points)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+def _ms(ns: int | None) -> str:
+    if ns is None:
+        return "?"
+    return f"{ns / 1e6:.3f} ms"
+
+
+def _when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _can_encode(stream: TextIO, text: str) -> bool:
+    try:
+        text.encode(stream.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _clean(text: str) -> str:
+    # Names come from traced code: keep them on one line and free of terminal escapes.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def render_tree(report: Report, out: TextIO) -> None:
+    fancy = _can_encode(out, "├─│└…✗")
+    tee, last, pipe, blank = ("├─ ", "└─ ", "│  ", "   ") if fancy else ("|- ", "`- ", "|  ", "   ")
+    start = report.start or 0
+    dur = _ms(report.duration)
+    out.write(
+        f"trace {report.base_id}\n"
+        f"  started {_when(start)} UTC, took {dur}, {report.span_count} spans, "
+        f"services: {', '.join(_clean(s) for s in report.services)}\n"
+    )
+    if report.error_count or report.unfinished_count or report.orphan_count:
+        out.write(
+            f"  {report.error_count} errors, {report.unfinished_count} unfinished, "
+            f"{report.orphan_count} orphaned spans\n"
+        )
+    out.write("\n")
+    stack: list[tuple[Span, str, bool]] = [
+        (r, "", i == len(report.roots) - 1) for i, r in reversed(list(enumerate(report.roots)))
+    ]
+    while stack:
+        span, prefix, is_last = stack.pop()
+        offset = _ms((span.start - start) if span.start is not None else None)
+        parts = [
+            prefix + (last if is_last else tee) + _clean(span.name),
+            f"[{_clean(span.service)}@{_clean(span.host)}]",
+            f"+{offset}",
+            _ms(span.duration) if span.finished else "unfinished",
+        ]
+        func = span.start_info.get("function") if isinstance(span.start_info, dict) else None
+        if isinstance(func, dict) and func.get("name"):
+            parts.append(_clean(str(func["name"])))
+        if span.error:
+            exc = span.exception or {}
+            parts.append(f"ERROR {_clean(str(exc.get('type')))}: {_clean(str(exc.get('message')))}")
+        if span.orphan:
+            parts.append("(orphan: parent not in trace)")
+        out.write("  ".join(parts) + "\n")
+        child_prefix = prefix + (blank if is_last else pipe)
+        n = len(span.children)
+        for i in range(n - 1, -1, -1):
+            stack.append((span.children[i], child_prefix, i == n - 1))
+    out.write("\nper category:\n")
+    width = max((len(_clean(n)) for n in report.stats), default=4)
+    total = report.duration or 0
+    for name, st in report.stats.items():
+        share = f"{100 * st['duration'] / total:5.1f}%" if total else "    -"
+        out.write(
+            f"  {_clean(name):<{width}}  count {st['count']:>6}  total {_ms(st['duration']):>14}"
+            f"  {share}\n"
+        )
+
+
+def render_list(rows: Sequence[TraceSummary], out: TextIO) -> None:
+    if not rows:
+        out.write("no traces found\n")
+        return
+    out.write(
+        f"{'started (UTC)':<23}  {'duration':>13}  {'spans':>5}  err  {'trace id':<36}  name"
+        "  [services]\n"
+    )
+    for r in rows:
+        out.write(
+            f"{_when(r.start):<23}  {_ms(r.duration):>13}  {r.span_count:>5}  "
+            f"{'yes' if r.error else '   '}  {r.base_id:<36}  {_clean(r.name)}  "
+            f"[{', '.join(_clean(s) for s in r.services)}]\n"
+        )
+
+
+# -- commands -----------------------------------------------------------------------------------
+def cmd_trace_show(args: argparse.Namespace) -> int:
+    driver = _open_driver(args.connection_string)
+    try:
+        report = load_report(driver, args.trace_id)
+        renderer = _SHOW_RENDERERS.get(args.output or "tree")
+        if renderer is None:  # pragma: no cover - argparse restricts choices
+            raise CLIError(f"unknown output {args.output}", EXIT["usage"])
+        text = renderer(report, args)
+        _write_output(text, getattr(args, "out", None))
+    finally:
+        driver.close()
+    return EXIT["ok"]
+
+
+def _write_output(text: str, path: str | None) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"wrote {path}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def _render_tree_text(report: Report, args: argparse.Namespace) -> str:
+    import io
+
+    buf = io.StringIO()
+    like = sys.stdout if not getattr(args, "out", None) else None
+    render_tree(report, _EncodingProxy(buf, like))
+    return buf.getvalue()
+
+
+class _EncodingProxy:
+    """Write to a buffer but answer ``encoding`` like the real stdout."""
+
+    def __init__(self, buf: Any, like: TextIO | None) -> None:
+        self._buf = buf
+        self.encoding = (getattr(like, "encoding", None) if like else None) or "utf-8"
+
+    def write(self, text: str) -> int:
+        return int(self._buf.write(text))
+
+
+def _render_json(report: Report, args: argparse.Namespace) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+# Output formats for "trace show"; other modules add theirs here (html, dot, osprofiler json).
+_SHOW_RENDERERS: dict[str, Callable[[Report, argparse.Namespace], str]] = {
+    "tree": _render_tree_text,
+    "json": _render_json,
+}
+
+
+def _parse_time(value: str | None) -> int | None:
+    """``2026-11-22T10:00:00`` (UTC unless an offset is given) or ``15m``/``2h`` ago."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except URLError:
+        pass
+    else:
+        import time
+
+        return time.time_ns() - int(seconds * 1e9)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise CLIError(
+            f"bad time {value!r}: use an ISO time like 2026-11-22T10:00 or an age like 15m, 2h",
+            EXIT["usage"],
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1e9)
+
+
+def cmd_trace_list(args: argparse.Namespace) -> int:
+    if args.limit < 1 or args.offset < 0:
+        raise CLIError("--limit must be at least 1 and --offset not negative", EXIT["usage"])
+    filters = TraceFilter(
+        service=args.service,
+        name=args.name,
+        since=_parse_time(args.since),
+        until=_parse_time(args.until),
+        min_duration=int(args.min_duration * 1e6) if args.min_duration is not None else None,
+        errors=args.errors,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    driver = _open_driver(args.connection_string)
+    try:
+        rows = _store_call(driver, "list traces", lambda: driver.list_traces(filters))
+    finally:
+        driver.close()
+    if args.json:
+        json.dump([r.to_dict() for r in rows], sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        render_list(rows, sys.stdout)
+    return EXIT["ok"]
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    rows = []
+    for scheme, info in available().items():
+        try:
+            get_driver_class(scheme)
+            status = "ok"
+        except DriverError as exc:
+            status = f"broken: {exc}"
+        rows.append((scheme, info.distribution or "(registered)", info.version or "", status))
+    if args.json:
+        json.dump(
+            [
+                dict(zip(("scheme", "distribution", "version", "status"), r, strict=True))
+                for r in rows
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return EXIT["ok"]
+    w = max((len(r[0]) for r in rows), default=6)
+    d = max((len(r[1]) for r in rows), default=12)
+    print(f"{'scheme':<{w}}  {'distribution':<{d}}  version  status")
+    for scheme, dist, version, status in rows:
+        print(f"{scheme:<{w}}  {dist:<{d}}  {version:<7}  {status}")
+    return EXIT["ok"]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(resolve_connection_string(args.connection_string), args)
+
+
+# -- parser -------------------------------------------------------------------------------------
+def _add_cs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--connection-string",
+        "-c",
+        metavar="URI",
+        default=argparse.SUPPRESS,
+        help="where traces are stored (default: $PROFILER_CONNECTION_STRING, then the "
+        "embedded sqlite store)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="profiler",
+        description="Look at requests traced across your Python services.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"profiler {__version__}")
+    parser.add_argument(
+        "--connection-string",
+        "-c",
+        metavar="URI",
+        default=None,
+        help="where traces are stored (see below)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    trace = sub.add_parser(
+        "trace", help="show or list stored traces", description="Show or list stored traces."
+    )
+    tsub = trace.add_subparsers(dest="trace_command", metavar="ACTION")
+    show = tsub.add_parser(
+        "show",
+        help="show one trace",
+        description="Show one trace as a tree (default) or in another format.",
+    )
+    show.add_argument("trace_id", metavar="ID", help="the trace (base) id")
+    fmt = show.add_mutually_exclusive_group()
+    fmt.add_argument(
+        "--tree",
+        dest="output",
+        action="store_const",
+        const="tree",
+        help="an indented tree with timings (default)",
+    )
+    fmt.add_argument(
+        "--json",
+        dest="output",
+        action="store_const",
+        const="json",
+        help="the report as JSON (schema: docs/report-schema.md)",
+    )
+    show.add_argument("--out", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    _add_cs(show)
+    show.set_defaults(func=cmd_trace_show, output=None)
+
+    lst = tsub.add_parser(
+        "list",
+        help="list traces, newest first",
+        description="List traces, newest first, with optional filters.",
+    )
+    lst.add_argument("--errors", action="store_true", help="only traces with an error")
+    lst.add_argument("--service", metavar="NAME", help="only traces touching this service")
+    lst.add_argument("--name", metavar="NAME", help="only traces with a span of this name")
+    lst.add_argument("--since", metavar="TIME", help="started at/after (ISO time, or 15m, 2h ago)")
+    lst.add_argument("--until", metavar="TIME", help="started at/before (ISO time, or an age)")
+    lst.add_argument("--min-duration", type=float, metavar="MS", help="at least MS milliseconds")
+    lst.add_argument("--limit", "-n", type=int, default=20, help="rows to show (default 20)")
+    lst.add_argument("--offset", type=int, default=0, help="rows to skip (paging)")
+    lst.add_argument("--json", action="store_true", help="print JSON rows")
+    _add_cs(lst)
+    lst.set_defaults(func=cmd_trace_list)
+    trace.set_defaults(func=lambda a: _usage(trace))
+
+    drv = sub.add_parser(
+        "drivers",
+        help="list installed storage drivers",
+        description="List the storage drivers installed, by URI scheme.",
+    )
+    drv.add_argument("--json", action="store_true", help="print JSON")
+    drv.set_defaults(func=cmd_drivers)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a small traced multi-service workload and show its trace",
+        description="Start a 'worker' service in a subprocess, send it traced requests from "
+        "an 'api' service, store the trace and print it as a tree.",
+    )
+    demo.add_argument("--requests", type=int, default=3, help="requests to send (default 3)")
+    _add_cs(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    _load_plugins(sub)
+    return parser
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return EXIT["usage"]
+
+
+def _load_plugins(sub: Any) -> None:
+    if sys.version_info >= (3, 12):
+        from importlib import metadata as md
+    else:
+        import importlib_metadata as md
+    seen: set[tuple[str, str]] = set()
+    for ep in md.entry_points(group=CLI_GROUP):
+        if (ep.name, ep.value) in seen:
+            continue
+        seen.add((ep.name, ep.value))
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            dist = getattr(getattr(ep, "dist", None), "name", "?")
+            print(
+                f"profiler: warning: command plugin {ep.name!r} from {dist} failed to "
+                f"load: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="profiler: %(levelname)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT["usage"]
+    if not hasattr(args, "connection_string"):
+        args.connection_string = None
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"profiler: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("profiler: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT["ok"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
