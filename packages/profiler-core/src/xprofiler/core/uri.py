@@ -21,6 +21,12 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+# Option names whose values are credentials: masked when rendered, never echoed in errors.
+_SECRET_OPTION_RE = re.compile(r"pass|secret|token|api_?key|credential", re.IGNORECASE)
+
+
+def _is_secret_option(key: str) -> bool:
+    return bool(_SECRET_OPTION_RE.search(key))
 
 
 class URLError(ValueError):
@@ -78,23 +84,29 @@ class URL:
                 return v
         return default
 
+    def _shown(self, key: str, raw: str) -> str:
+        return _MASK if _is_secret_option(key) else repr(raw)
+
     def get_int(self, key: str, default: int | None = None) -> int | None:
         raw = self.get(key)
         if raw is None:
             return default
-        try:
-            return int(raw)
-        except ValueError:
-            raise URLError(f"option {key!r} must be an integer, got {raw!r}") from None
+        text = raw.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise URLError(f"option {key!r} must be an integer, got {self._shown(key, raw)}")
+        return int(text)
 
     def get_float(self, key: str, default: float | None = None) -> float | None:
         raw = self.get(key)
         if raw is None:
             return default
-        try:
-            return float(raw)
-        except ValueError:
-            raise URLError(f"option {key!r} must be a number, got {raw!r}") from None
+        if raw.isascii():
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        # Raised outside the handler so the ValueError (which quotes the value) is not chained.
+        raise URLError(f"option {key!r} must be a number, got {self._shown(key, raw)}")
 
     def get_bool(self, key: str, default: bool | None = None) -> bool | None:
         raw = self.get(key)
@@ -105,7 +117,7 @@ class URL:
             return True
         if low in _FALSE:
             return False
-        raise URLError(f"option {key!r} must be true or false, got {raw!r}")
+        raise URLError(f"option {key!r} must be true or false, got {self._shown(key, raw)}")
 
     def get_duration(self, key: str, default: float | None = None) -> float | None:
         """An option like ``7d``/``30s``/``500ms`` as seconds."""
@@ -115,7 +127,8 @@ class URL:
         try:
             return parse_duration(raw)
         except URLError as exc:
-            raise URLError(f"option {key!r}: {exc}") from None
+            reason = "" if _is_secret_option(key) else f": {exc}"
+        raise URLError(f"option {key!r} is not a duration{reason}")
 
     # -- copies -------------------------------------------------------------------------------
     def set(self, **changes: Any) -> URL:
@@ -145,7 +158,7 @@ class URL:
             out.append("@")
         hosts = []
         for host, port in self.hosts:
-            h = f"[{host}]" if ":" in host else quote(host, safe="")
+            h = f"[{quote(host, safe=':.')}]" if ":" in host else quote(host, safe="")
             hosts.append(h if port is None else f"{h}:{port}")
         out.append(",".join(hosts))
         if self.database is not None:
@@ -153,7 +166,13 @@ class URL:
             out.append(quote(self.database, safe="/"))
         if self.query:
             out.append("?")
-            out.append("&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in self.query))
+            out.append(
+                "&".join(
+                    f"{quote(k, safe='')}="
+                    + (_MASK if hide_password and _is_secret_option(k) else quote(v, safe=""))
+                    for k, v in self.query
+                )
+            )
         return "".join(out)
 
     def __str__(self) -> str:
@@ -170,7 +189,13 @@ def _fail(what: str, pos: int) -> URLError:
 def _decode(text: str, what: str, pos: int) -> str:
     if re.search(r"%(?![0-9A-Fa-f]{2})", text):
         raise _fail(f"bad percent-escape in {what}", pos)
-    return unquote(text, errors="strict")
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        pass
+    # Raised outside the handler: the UnicodeDecodeError holds the decoded bytes (maybe a
+    # password) and must not ride along as __context__.
+    raise _fail(f"percent-escapes in {what} are not valid UTF-8", pos)
 
 
 def _parse_hosts(text: str, offset: int) -> tuple[tuple[str, int | None], ...]:
@@ -189,6 +214,8 @@ def _parse_hosts(text: str, offset: int) -> tuple[tuple[str, int | None], ...]:
             host = part[1:end]
             if not host or not re.fullmatch(r"[0-9A-Fa-f:.%a-zA-Z]+", host) or ":" not in host:
                 raise _fail("bad IPv6 address", pos)
+            # A zone id is written %25eth0 (RFC 6874); keep it decoded, render re-encodes it.
+            host = _decode(host, "IPv6 address", pos)
             rest = part[end + 1 :]
             if rest:
                 if not rest.startswith(":"):
@@ -207,7 +234,7 @@ def _parse_hosts(text: str, offset: int) -> tuple[tuple[str, int | None], ...]:
                 raise _fail("invalid character in host name", pos)
             host = _decode(host, "host", pos)
         if port_text is not None:
-            if not port_text.isdigit():
+            if not (port_text.isascii() and port_text.isdigit()):
                 raise _fail("port must be a number", pos)
             port = int(port_text)
             if not 0 < port < 65536:
@@ -239,8 +266,8 @@ def parse_url(value: str | URL) -> URL:
     base = sep + 3
     # Split off the query, then the path; the authority is what is left.
     rest, qmark, query_text = rest.partition("?")
-    if "#" in query_text or "#" in rest:
-        raise _fail("fragments ('#') are not allowed; percent-encode '#' as %23", base)
+    if "#" in text:
+        raise _fail("fragments ('#') are not allowed; percent-encode '#' as %23", text.find("#"))
     slash = rest.find("/")
     if slash >= 0:
         authority, path = rest[:slash], rest[slash + 1 :]
@@ -258,7 +285,7 @@ def parse_url(value: str | URL) -> URL:
             try:
                 password = _decode(pw_raw, "password", base)
             except URLError:
-                raise _fail("bad percent-escape in password", base) from None
+                raise _fail("bad percent-escape in password", base + len(user_raw) + 1) from None
         host_offset = base + at + 1
     else:
         hostpart, host_offset = authority, base
