@@ -1,5 +1,8 @@
 """HTTP sources for the tests: real stdlib HTTP servers on 127.0.0.1, port 0.
 
+(A module of its own, with a name no other package's tests use, because
+pytest's importlib mode does not make conftest.py importable.)
+
 ``http_source`` serves whatever a test routes to it, including failures (status
 codes, a hang, garbage, a huge or trickled body). ``MagnetoDB`` builds the
 routes of MagnetoDB's monitoring API from a dict of projects and tables.
@@ -10,13 +13,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
-
-import pytest
 
 
 @dataclass
@@ -107,7 +108,9 @@ class HttpSource:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     @property
@@ -126,13 +129,6 @@ class HttpSource:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def http_source() -> Iterator[HttpSource]:
-    src = HttpSource()
-    yield src
-    src.close()
 
 
 @dataclass
@@ -201,11 +197,3 @@ class MagnetoDB:
             return Reply.json({"size": t.size, "item_count": t.item_count})
 
         return reply
-
-
-@pytest.fixture
-def magnetodb(http_source: HttpSource) -> Callable[[dict[str, dict[str, Table]]], MagnetoDB]:
-    def make(projects: dict[str, dict[str, Table]]) -> MagnetoDB:
-        return MagnetoDB(http_source, projects)
-
-    return make

@@ -313,19 +313,20 @@ def loads(text: str, path: str = "<config>", environ: Mapping[str, str] | None =
             problems.append(Problem("sources", "is empty: add at least one [[sources]] table"))
         seen: dict[str, int] = {}
         for i, raw_src in enumerate(raw_sources):
-            src = _read_source(raw_src, i, env, problems)
-            if src is None:
-                continue
-            if src.name in seen:
+            name = raw_src.get("name")
+            if isinstance(name, str) and name in seen:
                 problems.append(
                     Problem(
-                        f"sources[{i}].name",
-                        f"{src.name!r} is already the name of sources[{seen[src.name]}]; "
+                        f"sources[{i}] ({name}).name",
+                        f"{name!r} is already the name of sources[{seen[name]}]; "
                         "source names must be unique",
                     )
                 )
-            seen.setdefault(src.name, i)
-            sources.append(src)
+            elif isinstance(name, str):
+                seen[name] = i
+            src = _read_source(raw_src, i, env, problems)
+            if src is not None:
+                sources.append(src)
     root.finish()
     if problems:
         raise ConfigError(path, problems)
