@@ -105,7 +105,16 @@ def register(scheme: str, driver: type | str) -> None:
     """Register a driver class (or ``"module:Class"``) for a scheme, overriding entry points."""
     scheme = scheme.lower()
     if isinstance(driver, str):
+        if ":" not in driver:
+            raise ValueError(
+                f"register({scheme!r}, {driver!r}): write the driver as 'module:Class'"
+            )
         _manual[scheme] = DriverInfo(scheme, driver, None, None)
+    elif not isinstance(driver, type):
+        raise TypeError(
+            f"register({scheme!r}, ...) needs a driver class or 'module:Class', "
+            f"not a {type(driver).__name__} instance"
+        )
     else:
         value = f"{driver.__module__}:{driver.__qualname__}"
         _manual[scheme] = DriverInfo(scheme, value, None, None, obj=driver)
@@ -181,6 +190,19 @@ def _import(info: DriverInfo) -> type:
             f"the {info.scheme!r} driver ({dist}) is installed, but the client library it "
             f"needs, {missing!r}, is missing: reinstall {dist} "
             f"(pip install --force-reinstall {dist}) so that its dependencies come back"
+        ) from exc
+    except ImportError as exc:
+        # "cannot import name X from lib": the client library is there but not a version the
+        # driver was written for.
+        raise DriverLibraryMissing(
+            f"the {info.scheme!r} driver ({dist}) cannot import what it needs ({exc}); the "
+            f"installed client library is probably the wrong version: reinstall {dist} "
+            f"(pip install --force-reinstall {dist})"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, named
+        raise DriverError(
+            f"importing the {info.scheme!r} driver {info.value!r} from {dist} failed "
+            f"({type(exc).__name__}: {exc}); report this to the maintainers of {dist}"
         ) from exc
     obj: Any = module
     try:
