@@ -150,6 +150,11 @@ class Report:
         }
 
 
+def _order(span: Span) -> tuple[int, str]:
+    # By start time; ties by span id so the same points always give the same tree.
+    return (span.sort_key, span.trace_id)
+
+
 def build_report(base_id: str, points: Iterable[Point]) -> Report:
     """Pair points into spans and link them into a tree."""
     spans: dict[str, Span] = {}
@@ -199,46 +204,45 @@ def build_report(base_id: str, points: Iterable[Point]) -> Report:
             parent.children.append(span)
 
     stats: dict[str, dict[str, int]] = {}
-    errors = unfinished = orphans = 0
-    # Iterative depth assignment and sorting; also detects spans unreachable from a root
-    # (a parent cycle from corrupt data) and lifts them to the top level.
-    roots.sort(key=lambda s: s.sort_key)
-    reached = 0
-    stack: list[tuple[Span, int]] = [(r, 0) for r in reversed(roots)]
+    counts = {"errors": 0, "unfinished": 0, "orphans": 0}
     visited: set[str] = set()
-    while stack:
-        span, depth = stack.pop()
-        if span.trace_id in visited:
-            continue
-        visited.add(span.trace_id)
-        reached += 1
-        span.depth = depth
-        span.children.sort(key=lambda s: s.sort_key)
-        stack.extend((c, depth + 1) for c in reversed(span.children))
-        st = stats.setdefault(span.name, {"count": 0, "duration": 0})
-        st["count"] += 1
-        if span.duration is not None:
-            st["duration"] += span.duration
-        else:
-            unfinished += 1
-        errors += span.error
-        orphans += span.orphan
-    if reached < len(spans):
-        for span in spans.values():
-            if span.trace_id not in visited:
-                span.orphan = True
-                orphans += 1
-                visited.add(span.trace_id)
-                parent = spans.get(span.parent_id)
-                if parent is not None and span in parent.children:
-                    parent.children.remove(span)
-                span.children = [c for c in span.children if c.trace_id not in visited]
-                roots.append(span)
-                st = stats.setdefault(span.name, {"count": 0, "duration": 0})
-                st["count"] += 1
-                st["duration"] += span.duration or 0
-                errors += span.error
-                unfinished += span.duration is None
+
+    def visit(top: Span) -> None:
+        # Iterative: depth assignment, child ordering and stats without recursion.
+        stack: list[tuple[Span, int]] = [(top, 0)]
+        while stack:
+            span, depth = stack.pop()
+            if span.trace_id in visited:
+                continue
+            visited.add(span.trace_id)
+            span.depth = depth
+            span.children.sort(key=_order)
+            stack.extend((c, depth + 1) for c in reversed(span.children))
+            st = stats.setdefault(span.name, {"count": 0, "duration": 0})
+            st["count"] += 1
+            if span.duration is not None:
+                st["duration"] += span.duration
+            else:
+                counts["unfinished"] += 1
+            counts["errors"] += span.error
+            counts["orphans"] += span.orphan
+
+    roots.sort(key=_order)
+    for root in roots:
+        visit(root)
+    if len(visited) < len(spans):
+        # Spans unreachable from any root sit on a parent cycle (corrupt data). Break each
+        # cycle at its earliest span, lift that span to the top level, and walk from it, so
+        # the rest of the cycle hangs under it as it was recorded.
+        for span in sorted(spans.values(), key=_order):
+            if span.trace_id in visited:
+                continue
+            parent = spans.get(span.parent_id)
+            if parent is not None and span in parent.children:
+                parent.children.remove(span)
+            span.orphan = True
+            roots.append(span)
+            visit(span)
 
     return Report(
         base_id=base_id,
@@ -249,7 +253,7 @@ def build_report(base_id: str, points: Iterable[Point]) -> Report:
         services=sorted(services),
         hosts=sorted(hosts),
         stats=dict(sorted(stats.items())),
-        error_count=errors,
-        unfinished_count=unfinished,
-        orphan_count=orphans,
+        error_count=counts["errors"],
+        unfinished_count=counts["unfinished"],
+        orphan_count=counts["orphans"],
     )
