@@ -56,10 +56,9 @@ def raw_influxql(
     form = {"q": q, "epoch": "ns"}
     if db:
         form["db"] = db
-    if auth:
-        form["u"], form["p"] = auth
+    creds = "?" + urllib.parse.urlencode({"u": auth[0], "p": auth[1]}) if auth else ""
     req = urllib.request.Request(
-        f"http://{server.host}:{server.port}/query",
+        f"http://{server.host}:{server.port}/query{creds}",
         data=urllib.parse.urlencode(form).encode(),
         method="POST",
     )

@@ -233,7 +233,7 @@ class InfluxDBDriver(BaseDriver):
         )
 
     def _safe(self, exc: BaseException) -> str:
-        content = getattr(exc, "content", None) or str(exc)
+        content = getattr(exc, "content", None) or (exc.args[0] if exc.args else str(exc))
         if isinstance(content, bytes):
             content = content.decode("utf-8", "replace")
         text = str(content)
@@ -242,7 +242,7 @@ class InfluxDBDriver(BaseDriver):
             text = text.replace(pw, "***")
         return text.strip()[:400]
 
-    def _client_error(self, exc: InfluxDBClientError, doing: str) -> DriverError:
+    def _client_error(self, exc: Exception, doing: str) -> DriverError:
         code = getattr(exc, "code", None)
         msg = self._safe(exc)
         if code == 401:
@@ -446,10 +446,12 @@ class InfluxDBDriver(BaseDriver):
                 expected_response_code=204,
                 headers={"Content-Type": "application/octet-stream"},
             )
-        except (requests.exceptions.RequestException, InfluxDBServerError) as exc:
+        except requests.exceptions.RequestException as exc:
             raise self._unavailable(exc, "write trace points to") from None
-        except InfluxDBClientError as exc:
+        except (InfluxDBClientError, InfluxDBServerError) as exc:
             msg = self._safe(exc)
+            if isinstance(exc, InfluxDBServerError) and "not found" not in msg:
+                raise self._unavailable(exc, "write trace points to") from None
             if (
                 "partial write" in msg
                 and "beyond retention policy" in msg
