@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson.int64 import Int64
-from pymongo import UpdateOne
 
 from xprofiler.core.points import Point, TraceSummary
 
@@ -132,8 +131,8 @@ def _first_key(doc: Mapping[str, Any]) -> str:
     return f"{int(doc['timestamp']) + 2**63:020d}{stop}{doc['name']}"
 
 
-def summary_updates(docs: Sequence[Mapping[str, Any]]) -> list[UpdateOne]:
-    """One idempotent upsert per trace in the batch, merging it into the stored summary."""
+def summary_updates(docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One idempotent upsert per trace in the batch (``update`` command statements)."""
     acc: dict[str, dict[str, Any]] = {}
     for d in docs:
         ts = int(d["timestamp"])
@@ -163,9 +162,9 @@ def summary_updates(docs: Sequence[Mapping[str, Any]]) -> list[UpdateOne]:
         if end_date is not None:
             maxes["end_date"] = end_date
         ops.append(
-            UpdateOne(
-                {"_id": base_id},
-                {
+            {
+                "q": {"_id": base_id},
+                "u": {
                     "$min": {"start": Int64(s["start"]), "first": s["first"]},
                     "$max": maxes,
                     "$addToSet": {
@@ -174,8 +173,8 @@ def summary_updates(docs: Sequence[Mapping[str, Any]]) -> list[UpdateOne]:
                         "spans": {"$each": sorted(s["spans"])},
                     },
                 },
-                upsert=True,
-            )
+                "upsert": True,
+            }
         )
     return ops
 

@@ -59,6 +59,7 @@ _PERMANENT_WRITE_CODES = {2, 14, 22, 52, 55, 56, 57, 10334, 17280, 17419}
 # Codes a server gives for query features it lacks ($expr on FerretDB 1.x).
 _UNSUPPORTED_QUERY_CODES = REFUSED_CODES | {168}
 _UPSERT_RETRIES = 3
+_UPDATES_PER_COMMAND = 1000
 
 
 class MongoDBDriver(BaseDriver):
@@ -174,22 +175,36 @@ class MongoDBDriver(BaseDriver):
                     str(e.get("errmsg", ""))[:200],
                 )
 
-    def _upsert_summaries(self, col: Collection[dict[str, Any]], ops: list[Any]) -> None:
-        for attempt in range(_UPSERT_RETRIES):
-            try:
-                col.bulk_write(ops, ordered=False)
-                return
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                # Two writers upserting one new trace at once: one loses with a duplicate key;
-                # re-running its update now merges into the document the other created.
-                if (
-                    not errors
-                    or any(e.get("code") != _DUPLICATE_KEY for e in errors)
-                    or attempt == _UPSERT_RETRIES - 1
+    def _upsert_summaries(self, col: Collection[dict[str, Any]], ops: list[dict[str, Any]]) -> None:
+        # The update command is sent as is (not through pymongo's bulk API) so that the reply is
+        # read here: FerretDB 1.x leaves "nModified" out of replies with write errors, which
+        # pymongo's bulk API cannot parse.
+        for start in range(0, len(ops), _UPDATES_PER_COMMAND):
+            todo = ops[start : start + _UPDATES_PER_COMMAND]
+            for attempt in range(_UPSERT_RETRIES):
+                reply = col.database.command(
+                    {"update": col.name, "updates": todo, "ordered": False}
+                )
+                if reply.get("writeConcernError"):
+                    raise DriverError(
+                        f"MongoDB store {self.settings.safe_uri}: trace summaries not "
+                        f"acknowledged: {str(reply['writeConcernError'])[:300]}"
+                    )
+                errors = reply.get("writeErrors") or []
+                if not errors:
+                    break
+                # Two writers upserting one new trace at once: one loses with a duplicate
+                # key; re-running its update now merges into the document the other made.
+                if any(e.get("code") != _DUPLICATE_KEY for e in errors) or (
+                    attempt == _UPSERT_RETRIES - 1
                 ):
-                    raise
-                ops = [ops[e["index"]] for e in errors]
+                    first = errors[0]
+                    raise DriverError(
+                        f"MongoDB store {self.settings.safe_uri}: {len(errors)} trace summary "
+                        f"updates failed, first (code {first.get('code')}): "
+                        f"{str(first.get('errmsg', ''))[:300]}"
+                    )
+                todo = [todo[e["index"]] for e in errors]
 
     def notify(self, points: Sequence[Point]) -> None:
         docs = self._documents(points)
@@ -274,7 +289,7 @@ class MongoDBDriver(BaseDriver):
                     if exc.code not in _UNSUPPORTED_QUERY_CODES:
                         raise
                     self.server_features["expr"] = False
-                    log.warning(
+                    log.info(
                         "xprofiler: the MongoDB server cannot filter by duration ($expr, "
                         "code %s); filtering the matching trace summaries in the driver",
                         exc.code,

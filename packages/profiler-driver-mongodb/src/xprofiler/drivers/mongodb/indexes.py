@@ -34,6 +34,17 @@ REFUSED_CODES = {238, 67, 197}
 _CONFLICT_CODES = {85, 86}
 
 
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(col: Collection[Any], what: str, message: str, *args: object) -> None:
+    # Every driver instance (one per dispatcher, CLI call...) finds the same gap: say it once.
+    key = (col.full_name, what)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
+
+
 def _refused(exc: OperationFailure) -> bool:
     return exc.code in REFUSED_CODES
 
@@ -71,7 +82,9 @@ def ensure_indexes(
         if not _refused(exc):
             raise
         features["partial_index"] = False
-        log.warning(
+        _warn_once(
+            summaries,
+            "partial",
             "xprofiler: the MongoDB server refused a partial index (code %s); indexing "
             "error traces with a full index on (error, start) instead",
             exc.code,
@@ -86,7 +99,9 @@ def ensure_indexes(
             if not _refused(exc):
                 raise
             features["ttl_index"] = False
-            log.warning(
+            _warn_once(
+                points,
+                "ttl",
                 "xprofiler: the MongoDB server refused a TTL index (code %s); the driver "
                 "deletes traces older than %ds itself, at most once a minute while writing",
                 exc.code,
