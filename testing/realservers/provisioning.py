@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -29,6 +31,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +175,19 @@ def _apt_install(packages: list[str], log: _Log) -> bool:
         return True
 
 
+@contextlib.contextmanager
+def _route_lock(name: str) -> Iterator[None]:
+    """Serialise a route across processes (two test runs provisioning at once)."""
+    locks = catalog.cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # -- routes -------------------------------------------------------------------------------
 
 
@@ -182,7 +198,8 @@ def _route_apt(names: list[str]) -> dict[str, Outcome]:
     started = time.monotonic()
     outcomes = {name: Outcome(name) for name in names}
     try:
-        installed = _apt_install([packages[n] for n in names], log)
+        with _route_lock("apt"):
+            installed = _apt_install([packages[n] for n in names], log)
     except ProvisionError as exc:
         exc.log_path = exc.log_path or log.path
         for outcome in outcomes.values():
@@ -412,7 +429,8 @@ _SINGLE_ROUTES = {
 def _timed(name: str) -> Outcome:
     started = time.monotonic()
     try:
-        outcome = _SINGLE_ROUTES[name]()
+        with _route_lock(name):
+            outcome = _SINGLE_ROUTES[name]()
     except ProvisionError as exc:
         if exc.log_path is None:
             exc.log_path = catalog.logs_dir() / f"{name}.log"
