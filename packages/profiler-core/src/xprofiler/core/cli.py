@@ -60,6 +60,10 @@ examples:
   profiler trace list --errors          the newest traces with an error
   profiler trace show 5f1c...           one trace as a tree
   profiler trace show 5f1c... --json    the same as JSON (schema: docs/report-schema.md)
+  profiler trace show 5f1c... --html -o trace.html   a waterfall page to open in a browser
+  profiler trace show 5f1c... --dot | dot -Tsvg > trace.svg
+  profiler trace show 5f1c... --json --format osprofiler   OSProfiler's report shape
+  profiler serve                        the web viewer on http://127.0.0.1:8765/
   profiler drivers                      which stores you can use
 """
 
@@ -209,6 +213,10 @@ def render_list(rows: Sequence[TraceSummary], out: TextIO) -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def cmd_trace_show(args: argparse.Namespace) -> int:
+    if getattr(args, "format", None) and (args.output or "tree") != "json":
+        raise CLIError(
+            "--format applies to --json (e.g. --json --format osprofiler)", EXIT["usage"]
+        )
     driver = _open_driver(args.connection_string)
     try:
         report = load_report(driver, args.trace_id)
@@ -223,12 +231,22 @@ def cmd_trace_show(args: argparse.Namespace) -> int:
 
 
 def _write_output(text: str, path: str | None) -> None:
+    from .reports import _escape_surrogates
+
+    text = _escape_surrogates(text)  # a lone surrogate from traced code must not abort output
     if path:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise CLIError(f"cannot write {path}: {exc.strerror or exc}", EXIT["error"]) from None
         print(f"wrote {path}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+        except UnicodeEncodeError:
+            enc = getattr(sys.stdout, "encoding", None) or "ascii"
+            sys.stdout.write(text.encode(enc, "backslashreplace").decode(enc))
 
 
 def _render_tree_text(report: Report, args: argparse.Namespace) -> str:
@@ -252,13 +270,29 @@ class _EncodingProxy:
 
 
 def _render_json(report: Report, args: argparse.Namespace) -> str:
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    from .reports import to_json
+
+    return to_json(report, getattr(args, "format", None) or "native") + "\n"
 
 
-# Output formats for "trace show"; other modules add theirs here (html, dot, osprofiler json).
+def _render_html(report: Report, args: argparse.Namespace) -> str:
+    from .reports import to_html
+
+    return to_html(report)
+
+
+def _render_dot(report: Report, args: argparse.Namespace) -> str:
+    from .reports import to_dot
+
+    return to_dot(report)
+
+
+# Output formats for "trace show" (renderers live in xprofiler.core.reports).
 _SHOW_RENDERERS: dict[str, Callable[[Report, argparse.Namespace], str]] = {
     "tree": _render_tree_text,
     "json": _render_json,
+    "html": _render_html,
+    "dot": _render_dot,
 }
 
 
@@ -340,6 +374,56 @@ def cmd_drivers(args: argparse.Namespace) -> int:
     return EXIT["ok"]
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .errors import DriverError as _DriverError
+    from .web import make_app
+    from .web.server import LOOPBACK_NAMES, is_loopback, make_server
+
+    if not 0 <= args.port <= 65535:
+        raise CLIError("--port must be between 0 and 65535 (0: any free port)", EXIT["usage"])
+    loopback = is_loopback(args.host)
+    cs = resolve_connection_string(args.connection_string)
+    try:
+        app = make_app(cs, allowed_hosts=LOOPBACK_NAMES if loopback else None)
+    except URLError as exc:
+        raise CLIError(f"bad connection string: {exc}", EXIT["usage"]) from None
+    except (DriverNotFound, DriverLibraryMissing) as exc:
+        raise CLIError(str(exc), EXIT["driver"]) from None
+    except _DriverError as exc:
+        raise CLIError(str(exc), EXIT["usage"]) from None
+    try:
+        server = make_server(app, args.host, args.port)
+    except OSError as exc:
+        app.close()
+        raise CLIError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+            "(choose another --port, or --port 0 for any free one)",
+            EXIT["error"],
+        ) from None
+    if not loopback:
+        print(
+            f"profiler: warning: listening on {args.host}, not loopback: anyone who can reach "
+            "this port can read every stored trace (arguments and results included)",
+            file=sys.stderr,
+        )
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in str(host) else host
+    print(
+        f"profiler: serving traces from {app.driver.url} on http://{shown}:{port}/ "
+        "(Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("profiler: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+        app.close()
+    return EXIT["ok"]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -399,7 +483,28 @@ def build_parser() -> argparse.ArgumentParser:
         dest="output",
         action="store_const",
         const="json",
-        help="the report as JSON (schema: docs/report-schema.md)",
+        help="the report as JSON (schema: docs/report-schema.md; see --format)",
+    )
+    fmt.add_argument(
+        "--html",
+        dest="output",
+        action="store_const",
+        const="html",
+        help="a self-contained HTML page: waterfall, details, per-category stats",
+    )
+    fmt.add_argument(
+        "--dot",
+        dest="output",
+        action="store_const",
+        const="dot",
+        help="the call tree as Graphviz DOT (render with: dot -Tsvg)",
+    )
+    show.add_argument(
+        "--format",
+        choices=("native", "osprofiler"),
+        default=None,
+        help="with --json: native (default; this project's schema) or osprofiler "
+        "(OSProfiler's report shape, times in ms)",
     )
     show.add_argument("--out", "-o", metavar="FILE", help="write to FILE instead of stdout")
     _add_cs(show)
@@ -430,6 +535,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drv.add_argument("--json", action="store_true", help="print JSON")
     drv.set_defaults(func=cmd_drivers)
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the web viewer (trace list, waterfall pages, JSON API)",
+        description="Serve a read-only web viewer of the stored traces: a trace list, a "
+        "waterfall page per trace and a JSON API (/api/traces, /api/traces/ID, /api/stats). "
+        "It binds to loopback unless told otherwise; traces hold arguments and results, so "
+        "think before exposing it. Under a WSGI server use xprofiler.core.web:make_app.",
+    )
+    srv.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)"
+    )
+    srv.add_argument(
+        "--port", "-p", type=int, default=8765, help="port (default 8765; 0: any free port)"
+    )
+    _add_cs(srv)
+    srv.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser(
         "demo",
