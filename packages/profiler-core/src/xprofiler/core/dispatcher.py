@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from typing import Any
 
-from .points import Point, jsonable
+from .points import Point, safe_info
 from .registry import load_driver
 from .uri import URL
 
@@ -241,9 +241,9 @@ class Dispatcher:
         try:
             for _ in range(n):
                 p = pop()
-                # Off the hot path: make user-supplied info JSON-safe, so one odd object
-                # cannot make a whole batch fail forever.
-                p["info"] = jsonable(p["info"])
+                # Off the hot path: make user-supplied info JSON-safe and bounded, so one odd
+                # or huge object cannot make a whole batch fail forever.
+                p["info"] = safe_info(p["info"])
                 out.append(p)
         except IndexError:
             pass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -32,6 +33,8 @@ __all__ = [
     "TraceSummary",
     "point_id",
     "jsonable",
+    "safe_info",
+    "bounded_repr",
     "validate_trace_id",
     "summarize",
 ]
@@ -70,26 +73,157 @@ POINT_KEYS = (
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
-_SCALARS = (str, int, float, bool, type(None))
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_REPR_LIMIT = 500
+
+# Bounds for user-supplied span info (what safe_info applies): a hostile or merely huge value
+# must neither stall the background thread nor make a batch undeliverable.
+INFO_MAX_STR = 8192
+INFO_MAX_ITEMS = 1000
+INFO_MAX_NODES = 10_000
+INFO_MAX_CHARS = 65_536
+_MAX_DEPTH = 20
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib that also cuts bytes before building their repr (repr of 100 MB is 400 MB)."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        if len(x) <= self.maxstring:
+            return repr(x)
+        return repr(x[: self.maxstring]) + "..."
+
+    repr_bytearray = repr_bytes  # type: ignore[assignment]
+
+
+_reprlib = _BoundedRepr()
+_reprlib.maxstring = 200
+_reprlib.maxother = 200
+_reprlib.maxlist = _reprlib.maxtuple = _reprlib.maxset = _reprlib.maxdict = 10
+_reprlib.maxfrozenset = _reprlib.maxdeque = _reprlib.maxarray = 10
+_reprlib.maxlevel = 3
+
+
+def bounded_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
+    """repr() bounded in length that never raises (a failing __repr__ is reported as such)."""
+    try:
+        text = _reprlib.repr(value)
+    except Exception as exc:  # noqa: BLE001 - user __repr__ may do anything
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _cut(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
+
+
+class _Walk:
+    __slots__ = ("max_str", "max_items", "budget", "chars", "active")
+
+    def __init__(
+        self,
+        max_str: int | None = None,
+        max_items: int | None = None,
+        max_nodes: int | None = None,
+        max_chars: int | None = None,
+    ) -> None:
+        self.max_str = max_str
+        self.max_items = max_items
+        self.budget = max_nodes if max_nodes is not None else -1  # -1: unbounded
+        self.chars = max_chars if max_chars is not None else -1
+        self.active: set[int] = set()  # containers on the current path (cycle detection)
+
+    def text(self, text: str) -> str:
+        text = _cut(text, self.max_str)
+        if self.chars >= 0:
+            if len(text) > self.chars:
+                text = _cut(text, max(self.chars, 16))
+            self.chars = max(0, self.chars - len(text))
+        return text
+
+    def key(self, k: Any) -> str:
+        if type(k) is str:
+            return self.text(k)
+        if isinstance(k, str):
+            return self.text(str.__str__(k))
+        return self.text(bounded_repr(k))
+
+    def value(self, value: Any, depth: int) -> Any:
+        if self.budget >= 0:
+            if self.budget == 0:
+                return "<truncated>"
+            self.budget -= 1
+        t = type(value)
+        if t is str:
+            return self.text(value)
+        if t is bool or value is None:
+            return value
+        if t is int:
+            if _INT64_MIN <= value <= _INT64_MAX:
+                return value
+            return f"<int of {value.bit_length()} bits>" if value.bit_length() > 256 else str(value)
+        if t is float:
+            return value if math.isfinite(value) else repr(value)
+        try:
+            # Subclasses of the scalars become the plain type (IntEnum, str subclasses...).
+            if isinstance(value, str):
+                return self.text(str.__str__(value))
+            if isinstance(value, int):
+                return self.value(int.__index__(value), depth)
+            if isinstance(value, float):
+                return self.value(float.__float__(value), depth)
+            if isinstance(value, (dict, list, tuple)):
+                return self.container(value, depth)
+        except Exception as exc:  # noqa: BLE001 - user objects may do anything
+            return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+        return self.text(bounded_repr(value))
+
+    def container(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...], depth: int) -> Any:
+        if depth >= _MAX_DEPTH:
+            return "<nested too deep>"
+        if id(value) in self.active:
+            return f"<recursive {type(value).__name__}>"
+        self.active.add(id(value))
+        try:
+            limit = self.max_items
+            if isinstance(value, dict):
+                out: dict[str, Any] = {}
+                for i, (k, v) in enumerate(value.items()):
+                    if (limit is not None and i >= limit) or self.budget == 0:
+                        out["..."] = f"{len(value) - i} more"
+                        break
+                    out[self.key(k)] = self.value(v, depth + 1)
+                return out
+            items: list[Any] = []
+            for i, v in enumerate(value):
+                if (limit is not None and i >= limit) or self.budget == 0:
+                    items.append(f"... {len(value) - i} more")
+                    break
+                items.append(self.value(v, depth + 1))
+            return items
+        finally:
+            self.active.discard(id(value))
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-safe copy of ``value``: unknown objects become bounded reprs; never raises."""
-    if isinstance(value, _SCALARS):
-        if isinstance(value, float) and not math.isfinite(value):
-            return repr(value)
-        return value
-    if depth > 20:
-        return "<nested too deep>"
-    try:
-        if isinstance(value, dict):
-            return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [jsonable(v, depth + 1) for v in value]
-        text = repr(value)
-    except Exception as exc:  # noqa: BLE001 - user objects may do anything
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    return text if len(text) <= 500 else text[:497] + "..."
+    """A JSON-safe copy of ``value``: unknown objects become bounded reprs; never raises.
+
+    Containers nested deeper than 20 levels and cycles become short marker strings; ints
+    outside the signed 64-bit range (which most stores refuse) and non-finite floats become
+    strings. Sizes are not bounded here; see :func:`safe_info` for that.
+    """
+    return _Walk().value(value, depth)
+
+
+def safe_info(value: Any) -> Any:
+    """:func:`jsonable`, also bounded in size: strings cut at INFO_MAX_STR characters,
+    containers at INFO_MAX_ITEMS entries, the whole value at INFO_MAX_NODES nodes and about
+    INFO_MAX_CHARS characters of text."""
+    return _Walk(INFO_MAX_STR, INFO_MAX_ITEMS, INFO_MAX_NODES, INFO_MAX_CHARS).value(value, 0)
 
 
 def point_id(trace_id: str, event: str) -> str:

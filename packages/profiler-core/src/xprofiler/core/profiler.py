@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import reprlib
 import socket
 import sys
 import threading
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dispatcher import Dispatcher
-from .points import Point
+from .points import Point, bounded_repr
 
 __all__ = [
     "setup",
@@ -99,22 +98,12 @@ def _new_id() -> str:
 
 
 # -- bounded, never-raising reprs ---------------------------------------------------------------
-_repr = reprlib.Repr()
-_repr.maxstring = 200
-_repr.maxother = 200
-_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = _repr.maxdeque = 10
-_repr.maxlevel = 3
+_max_repr = 500  # set by setup(max_repr=...)
 
 
-def safe_repr(value: Any, limit: int = 500) -> str:
+def safe_repr(value: Any, limit: int | None = None) -> str:
     """repr() bounded in length that never raises (a failing __repr__ is reported as such)."""
-    try:
-        text = _repr.repr(value)
-    except Exception as exc:  # noqa: BLE001 - user __repr__ may do anything
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
+    return bounded_repr(value, limit or _max_repr)
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -138,7 +127,7 @@ def setup(
     headers when a trace was started here without one). A malformed connection string or an
     unknown scheme raises here, at set-up; the store itself is contacted in the background.
     """
-    global _config
+    global _config, _max_repr
     from .builtin.sqlite import default_path
 
     cs = connection_string or os.environ.get(ENV_CONNECTION_STRING) or f"sqlite:///{default_path()}"
@@ -158,6 +147,7 @@ def setup(
             max_repr=max_repr,
             connection_string=cs,
         )
+        _max_repr = max(16, max_repr)
     if old is not None:
         old.dispatcher.close()
     return dispatcher
@@ -295,6 +285,17 @@ def _point(
     }
 
 
+def _info(info: Any) -> dict[str, Any]:
+    if not info:
+        return {}
+    if isinstance(info, dict):
+        return dict(info)
+    try:
+        return dict(info)
+    except Exception:  # noqa: BLE001 - not a mapping: keep it, under a key
+        return {"info": info}
+
+
 def start(name: str, info: dict[str, Any] | None = None) -> None:
     """Open a span named ``name`` under the current one. A no-op when not tracing."""
     frame = _ctx.get()
@@ -306,9 +307,7 @@ def start(name: str, info: dict[str, Any] | None = None) -> None:
     try:
         cfg = _config or _cfg()
         cfg.dispatcher.put(
-            _point(
-                cfg, frame, tid, frame.trace_id, "start", name, False, dict(info) if info else {}
-            )
+            _point(cfg, frame, tid, frame.trace_id, "start", name, False, _info(info))
         )
     except Exception:  # noqa: BLE001 - tracing never raises into traced code
         log.debug("xprofiler: start failed", exc_info=True)
@@ -331,7 +330,7 @@ def stop(info: dict[str, Any] | None = None, *, error: bool = False) -> None:
                 "stop",
                 frame.name,
                 error,
-                dict(info) if info else {},
+                _info(info),
             )
         )
     except Exception:  # noqa: BLE001

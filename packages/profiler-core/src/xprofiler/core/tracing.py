@@ -119,8 +119,10 @@ def _wrap_gen(
     hide_args: bool,
     hide_result: bool,
 ) -> Callable[..., Any]:
-    """The span covers the generator's whole life; its frame is current only while the
-    generator body runs, so the consumer's own spans between items are not nested under it."""
+    """The span covers the generator's whole life. The generator keeps its own trace state:
+    it is current only while the generator body runs, so the consumer's spans between items
+    are not nested under it, and spans the body leaves open across a ``yield`` stay open for
+    the body only."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,32 +131,41 @@ def _wrap_gen(
             return (yield from f(*args, **kwargs))
         gen = f(*args, **kwargs)
         _p.start(name, _start_info(fname, info, hide_args, args, kwargs))
-        inner = _p.current_frame()
+        span = _p.current_frame()  # the generator's own span
         _p.set_frame(outer)
+        inside = span  # the trace state inside the body, between steps
         send: Any = None
         throw: BaseException | None = None
         while True:
             caller = _p.current_frame()
-            _p.set_frame(inner)
+            _p.set_frame(inside)
             try:
                 item = gen.throw(throw) if throw is not None else gen.send(send)
             except StopIteration as done:
+                _p.set_frame(span)
                 _p.stop(_result_info(hide_result, done.value))
                 _p.set_frame(caller)
                 return done.value
             except BaseException as exc:
+                _p.set_frame(span)
                 _p.stop_with_error(exc)
                 _p.set_frame(caller)
                 raise
+            inside = _p.current_frame()
             _p.set_frame(caller)
-            throw = None
+            send = throw = None
             try:
                 send = yield item
             except GeneratorExit:
-                _p.set_frame(inner)
-                gen.close()
-                _p.stop({"closed": True})
-                _p.set_frame(caller)
+                # May come from the garbage collector, in whatever context is current then.
+                caller = _p.current_frame()
+                _p.set_frame(inside)
+                try:
+                    gen.close()
+                finally:
+                    _p.set_frame(span)
+                    _p.stop({"closed": True})
+                    _p.set_frame(caller)
                 raise
             except BaseException as exc:  # noqa: BLE001 - passed on into the generator
                 throw = exc
@@ -170,44 +181,59 @@ def _wrap_async_gen(
     hide_args: bool,
     hide_result: bool,
 ) -> Callable[..., Any]:
+    """As :func:`_wrap_gen`. Without a trace the items, ``asend`` values and ``athrow``
+    exceptions are passed through unchanged too (``async for`` alone would drop them)."""
+
     @functools.wraps(f)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         outer = _p.current_frame()
         agen = f(*args, **kwargs)
-        if outer is None:
-            async for item in agen:
-                yield item
-            return
-        _p.start(name, _start_info(fname, info, hide_args, args, kwargs))
-        inner = _p.current_frame()
-        _p.set_frame(outer)
+        span = None
+        if outer is not None:
+            _p.start(name, _start_info(fname, info, hide_args, args, kwargs))
+            span = _p.current_frame()
+            _p.set_frame(outer)
+        inside = span
         send: Any = None
         throw: BaseException | None = None
         while True:
             caller = _p.current_frame()
-            _p.set_frame(inner)
+            if span is not None:
+                _p.set_frame(inside)
             try:
                 if throw is not None:
                     item = await agen.athrow(throw)
                 else:
                     item = await agen.asend(send)
             except StopAsyncIteration:
-                _p.stop(None)
-                _p.set_frame(caller)
+                if span is not None:
+                    _p.set_frame(span)
+                    _p.stop(None)
+                    _p.set_frame(caller)
                 return
             except BaseException as exc:
-                _p.stop_with_error(exc)
-                _p.set_frame(caller)
+                if span is not None:
+                    _p.set_frame(span)
+                    _p.stop_with_error(exc)
+                    _p.set_frame(caller)
                 raise
-            _p.set_frame(caller)
-            throw = None
+            if span is not None:
+                inside = _p.current_frame()
+                _p.set_frame(caller)
+            send = throw = None
             try:
                 send = yield item
             except GeneratorExit:
-                _p.set_frame(inner)
-                await agen.aclose()
-                _p.stop({"closed": True})
-                _p.set_frame(caller)
+                caller = _p.current_frame()
+                if span is not None:
+                    _p.set_frame(inside)
+                try:
+                    await agen.aclose()
+                finally:
+                    if span is not None:
+                        _p.set_frame(span)
+                        _p.stop({"closed": True})
+                        _p.set_frame(caller)
                 raise
             except BaseException as exc:  # noqa: BLE001 - passed on into the generator
                 throw = exc
@@ -288,7 +314,8 @@ class TracedMeta(type):
 
     def __init__(cls, cls_name: str, bases: tuple[type, ...], attrs: dict[str, Any]) -> None:
         super().__init__(cls_name, bases, attrs)
-        args = dict(attrs.get("__trace_args__") or {})
+        # getattr, not attrs: a subclass inherits its base's __trace_args__ and is traced too.
+        args = dict(getattr(cls, "__trace_args__", None) or {})
         if "name" not in args:
             raise TypeError(f"{cls_name} uses TracedMeta but its __trace_args__ has no 'name'")
         _trace_members(
