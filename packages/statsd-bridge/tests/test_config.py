@@ -201,5 +201,5 @@ def test_example_config_in_readme_is_valid() -> None:
     text = readme.read_text()
     start = text.index("```toml\n") + len("```toml\n")
     example = text[start : text.index("```", start)]
-    c = cfg.loads(example, "README example", {"MAGNETODB_TOKEN": "x"})
+    c = cfg.loads(example, "README example", {"MAGNETODB_TOKEN": "x", "QUEUES_PASSWORD": "y"})
     assert {s.kind for s in c.sources} == {"magnetodb", "profiler", "http"}

@@ -51,14 +51,14 @@ max_datagram = {datagram}
 """
 
 
-def magnetodb_source(url: str, name: str = "mdb", extra: str = "") -> str:
+def magnetodb_source(url: str, name: str = "mdb", extra: str = "", timeout: str = "800ms") -> str:
     return f"""
 [[sources]]
 name = "{name}"
 kind = "magnetodb"
 url = "{url}"
 interval = "1s"
-timeout = "800ms"
+timeout = "{timeout}"
 {extra}
 """
 
@@ -339,6 +339,33 @@ def test_datagrams_are_batched_up_to_the_configured_size(
         packets1, metrics1 = internal(statsd)
         assert metrics1 - metrics0 == n_lines
         assert packets1 - packets0 == len(sizes)
+
+
+def test_a_large_poll_arrives_whole_at_the_default_pace(
+    statsd: Any, prefix: str, http_source: HttpSource, magnetodb: Callable[..., MagnetoDB]
+) -> None:
+    # 3 x 1,500 tables = 9,000+ lines in one poll. Unpaced, the daemon's receive
+    # buffer overflows and most of it is dropped; paced, every line arrives.
+    magnetodb({f"p{p}": {f"t{t}": Table(t, p) for t in range(1500)} for p in range(3)})
+    src = magnetodb_source(http_source.url, timeout="950ms")
+    c = cfg.loads(bridge_toml(statsd, prefix, src))
+    _packets0, metrics0 = internal(statsd)
+    bridge = Bridge(c)
+    try:
+        [out] = bridge.once()
+    finally:
+        bridge.close()
+    assert out.ok, out.message
+    n = 3 * (1500 * 2 + 2 + 5)
+    assert out.sent == n
+    m = f"{prefix}.magnetodb"
+    snap = wait_for_gauges(statsd, m, n)
+    g = under(snap, "gauges", m)
+    assert len(g) == n
+    assert g[f"{m}.p2.t1499.size"] == 1499 and g[f"{m}.p1.size"] == sum(range(1500))
+    _packets1, metrics1 = internal(statsd)
+    self_lines = 5  # polls, metrics_sent, poll_duration, last_success_age, consecutive_failures
+    assert metrics1 - metrics0 == n + self_lines
 
 
 def test_generic_http_source_types_scale_and_negative_gauges(

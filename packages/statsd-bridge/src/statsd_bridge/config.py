@@ -62,6 +62,7 @@ class StatsdTarget:
     max_datagram: int = 512
     timeout: float = 2.0
     ipv6: bool = False
+    max_rate: int = 10000  # metric lines per second over UDP; 0 = unpaced
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,7 @@ def _read_statsd(root: _Table, problems: list[Problem]) -> StatsdTarget:
     max_datagram = t.int("max_datagram", 512, MIN_DATAGRAM, MAX_DATAGRAM)
     timeout = t.duration("timeout", 2.0) or 2.0
     ipv6 = t.bool("ipv6", False)
+    max_rate = t.int("max_rate", 10000, 0, 100_000_000)
     t.finish()
     return StatsdTarget(
         host=host,
@@ -358,6 +360,7 @@ def _read_statsd(root: _Table, problems: list[Problem]) -> StatsdTarget:
         max_datagram=max_datagram,
         timeout=timeout,
         ipv6=ipv6,
+        max_rate=max_rate,
     )
 
 

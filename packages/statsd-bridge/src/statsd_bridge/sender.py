@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from statsd import StatsClient, TCPStatsClient
@@ -41,17 +42,62 @@ def _add(pipe: PipelineBase, sample: Sample) -> None:
         raise ValueError(f"unknown metric type {sample.type!r}")
 
 
-class _UDPClient(StatsClient):  # type: ignore[misc]
-    """The library's UDP client, counting datagrams and send errors."""
+class Pacer:
+    """Token bucket over metric lines: at most ``rate`` lines per second, bursts of ``burst``.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    A StatsD daemon parses one datagram at a time; thousands sent at once overflow
+    its socket's receive buffer and the kernel drops them without a word (the bench
+    measured a quarter delivered for 10,000 tables pushed unpaced). The cost on the
+    daemon's side is per line, so lines are what is paced.
+
+    Thread-safe: each caller reserves its lines under a lock, then sleeps until
+    they are due without holding it, so datagrams of several sources interleave
+    and a big batch does not hold a small one back until it is all out.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = float(burst)
+        self.last = clock()
+        self.waited = 0.0
+        self._lock = threading.Lock()
+
+    def take(self, lines: int) -> None:
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = self.clock()
+            self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            self.tokens -= lines
+            pause = -self.tokens / self.rate if self.tokens < 0 else 0.0
+            self.waited += pause
+        if pause > 0:
+            self.sleep(pause)
+
+
+class _UDPClient(StatsClient):  # type: ignore[misc]
+    """The library's UDP client, paced, counting datagrams and send errors."""
+
+    def __init__(self, *args: Any, max_rate: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.pacer = Pacer(max_rate)
         self.datagrams = 0
         self.bytes = 0
         self.errors = 0
 
     def _send(self, data: str) -> None:
         payload = data.encode("ascii")
+        self.pacer.take(data.count("\n") + 1)
         try:
             self._sock.sendto(payload, self._addr)
         except OSError as exc:
@@ -100,26 +146,32 @@ class StatsdSender:
                 prefix=prefix,
                 maxudpsize=target.max_datagram,
                 ipv6=target.ipv6,
+                max_rate=target.max_rate,
             )
-        # Sources are polled on their own threads; a TCP stream must not
-        # interleave two batches, so every batch is sent under one lock.
-        self._lock = threading.Lock()
+        # Sources are polled on their own threads. A TCP stream must not
+        # interleave two batches, so a batch is written under a lock; UDP
+        # datagrams stand alone, so sources' datagrams may interleave (and a
+        # paced big batch does not hold the others back).
+        self._lock = threading.Lock() if target.protocol == "tcp" else None
 
     def send(self, samples: Sequence[Sample]) -> int:
         if not samples:
             return 0
-        with self._lock:
-            pipe = self.client.pipeline()
-            for sample in samples:
-                _add(pipe, sample)
-            try:
+        pipe = self.client.pipeline()
+        for sample in samples:
+            _add(pipe, sample)
+        try:
+            if self._lock is not None:
+                with self._lock:
+                    pipe.send()
+            else:
                 pipe.send()
-            except (OSError, socket.gaierror) as exc:
-                raise PollError(
-                    REASON_SEND,
-                    f"cannot send to StatsD at {self.target.host}:{self.target.port} "
-                    f"over {self.target.protocol}: {exc}",
-                ) from None
+        except (OSError, socket.gaierror) as exc:
+            raise PollError(
+                REASON_SEND,
+                f"cannot send to StatsD at {self.target.host}:{self.target.port} "
+                f"over {self.target.protocol}: {exc}",
+            ) from None
         return len(samples)
 
     @property
@@ -127,7 +179,10 @@ class StatsdSender:
         return self.client.datagrams
 
     def close(self) -> None:
-        with self._lock:
+        if self._lock is not None:
+            with self._lock:
+                self.client.close()
+        else:
             self.client.close()
 
 
