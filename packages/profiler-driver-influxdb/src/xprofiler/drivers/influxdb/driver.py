@@ -28,7 +28,7 @@ from xprofiler.core.points import Point, TraceFilter, TraceSummary
 from xprofiler.core.protocol import BaseDriver
 from xprofiler.core.uri import URL, URLError, parse_duration
 
-from .lineproto import BadPoint, decode_tag, encode_tag, point_line, row_to_point
+from .lineproto import BadPoint, decode_tag, encode_tag, index_lines, point_line, row_to_point
 
 __all__ = ["InfluxDBDriver", "Options", "parse_options"]
 
@@ -190,9 +190,14 @@ class InfluxDBDriver(BaseDriver):
         self._lock = threading.Lock()
         self._setup_lock = threading.Lock()
         self._ready = False
-        self.rejected = 0  # malformed points skipped by notify, or dropped by the server
+        # Lines not stored: malformed points skipped by notify, and lines (points and their
+        # trace-index entries) the server dropped as older than the retention policy.
+        self.rejected = 0
         o = self.options
-        self._from = f'"{o.rp}"."{o.measurement}"' if o.rp else f'"{o.measurement}"'
+        self._index = f"{o.measurement}_by_trace"
+        prefix = f'"{o.rp}".' if o.rp else ""
+        self._from = f'{prefix}"{o.measurement}"'
+        self._from_index = f'{prefix}"{self._index}"'
 
     # -- connection -----------------------------------------------------------------------------
     def _get_client(self) -> InfluxDBClient:
@@ -388,37 +393,50 @@ class InfluxDBDriver(BaseDriver):
     def notify(self, points: Sequence[Point]) -> None:
         o = self.options
         lines: list[str] = []
-        bad = 0
-        first_problem = ""
+        good: list[Point] = []
+        problems: list[str] = []
         for p in points:
             try:
                 lines.append(point_line(p, o.measurement, o.divisor))
             except BadPoint as exc:
-                bad += 1
-                first_problem = first_problem or str(exc)
-        if bad:
+                problems.append(str(exc))
+            else:
+                good.append(p)
+        try:
+            body = "\n".join(lines).encode("utf-8")
+        except UnicodeEncodeError:
+            # Rare: a lone surrogate somewhere. Find the lines at fault, keep the rest.
+            kept = [(ln, p) for ln, p in zip(lines, good, strict=True) if _utf8(ln)]
+            problems += ["a text value is not valid UTF-8 (a lone surrogate)"] * (
+                len(lines) - len(kept)
+            )
+            lines = [ln for ln, _ in kept]
+            good = [p for _, p in kept]
+            body = "\n".join(lines).encode("utf-8")
+        if problems:
             # Skipped, not raised: a point that can never be stored must not make the
             # dispatcher retry its whole batch forever.
-            self.rejected += bad
+            self.rejected += len(problems)
             log.warning(
                 "xprofiler: skipped %d malformed trace point(s) of %d (first problem: %s)",
-                bad,
+                len(problems),
                 len(points),
-                first_problem,
+                problems[0],
             )
         if not lines:
             return
+        index = list(index_lines(good, self._index, o.divisor))
+        body += ("\n" + "\n".join(index) + "\n").encode("utf-8")
         self._ensure_ready()
-        for body in self._bodies(lines):
-            self._write(body)
+        if len(body) <= MAX_BODY_BYTES:
+            self._write(body)  # the usual case: one request per batch
+            return
+        for part in self._split(lines + index):
+            self._write(part)
 
     @staticmethod
-    def _bodies(lines: list[str]) -> Iterator[bytes]:
-        """One request body per batch, split only if it would pass InfluxDB's body limit."""
-        body = ("\n".join(lines) + "\n").encode("utf-8")
-        if len(body) <= MAX_BODY_BYTES:
-            yield body
-            return
+    def _split(lines: list[str]) -> Iterator[bytes]:
+        """Bodies under InfluxDB's request size limit (default max-body-size is 25 MB)."""
         part: list[bytes] = []
         size = 0
         for line in lines:
@@ -464,8 +482,9 @@ class InfluxDBDriver(BaseDriver):
                 dropped = int(m.group(1)) if m else 0
                 self.rejected += dropped
                 log.warning(
-                    "xprofiler: InfluxDB dropped %d trace point(s) older than the retention "
-                    "policy %s keeps; the others of the batch are stored",
+                    "xprofiler: InfluxDB dropped %d line(s) (trace points and their trace-index "
+                    "entries) older than the retention policy %s keeps; the rest of the batch "
+                    "is stored",
                     dropped,
                     o.rp or "(default)",
                 )
@@ -481,14 +500,17 @@ class InfluxDBDriver(BaseDriver):
             raise self._client_error(exc, "write trace points to") from None
 
     # -- reads ----------------------------------------------------------------------------------
-    def _select(self, what: str, where: Sequence[str] = (), group: str = '"base_id"') -> str:
+    def _select(
+        self, what: str, where: Sequence[str] = (), group: str = '"base_id"', index: bool = False
+    ) -> str:
         """One SELECT statement on our measurement.
 
         Every argument is fixed text of this module: a selection, conditions whose values are
         ``$name`` bound parameters (see :func:`_any_of`), a GROUP BY list. The measurement and
         retention policy names were validated against ``[A-Za-z0-9_.-]`` at construction.
         """
-        q = f"SELECT {what} FROM {self._from}"  # noqa: S608 - no caller value in the text
+        source = self._from_index if index else self._from
+        q = f"SELECT {what} FROM {source}"  # noqa: S608 - no caller value in the text
         if where:
             q += " WHERE " + " AND ".join(where)
         if group:
@@ -562,7 +584,7 @@ class InfluxDBDriver(BaseDriver):
                 clause, bound = _any_of("base_id", ids, "b")
                 where.append(clause)
                 p.update(bound)
-            q = self._select('FIRST("id")', where)
+            q = self._select('FIRST("n")', where, index=True)
             for _sid, series in self._query_iter(q, p, doing="list traces in"):
                 stored = series.get("tags", {}).get("base_id", "")
                 if candidates is not None and stored not in candidates:
@@ -593,7 +615,7 @@ class InfluxDBDriver(BaseDriver):
                 clause, bound = _any_of("base_id", group, "b")
                 where.append(clause)
                 p.update(bound)
-            q = self._select('LAST("id")', where)
+            q = self._select('LAST("n")', where, index=True)
             for _sid, series in self._query_iter(q, p, doing="list traces in"):
                 stored = series.get("tags", {}).get("base_id", "")
                 for values in series.get("values", ()):
@@ -603,7 +625,7 @@ class InfluxDBDriver(BaseDriver):
     def _started_before(self, since: int, ids: Sequence[str]) -> set[str]:
         """Stored base ids among ``ids`` with a point before ``since``."""
         clause, bound = _any_of("base_id", ids, "b")
-        q = self._select('LAST("id")', ["time < $since", clause])
+        q = self._select('LAST("n")', ["time < $since", clause], index=True)
         found: set[str] = set()
         for _sid, series in self._query_iter(q, {"since": since, **bound}, doing="list traces"):
             found.add(series.get("tags", {}).get("base_id", ""))
@@ -649,45 +671,68 @@ class InfluxDBDriver(BaseDriver):
     def _summaries(
         self, page: list[tuple[int, str, str]], ends: dict[str, int] | None
     ) -> list[TraceSummary]:
+        """Summaries of one page of traces, mostly from the series index, not the points.
+
+        Per chunk of traces, one request: the earliest start point of each (its name), the
+        last trace-index entry (the end), the distinct span ids, which have an error (series
+        index), and per trace its services (``SHOW TAG VALUES``, series index).
+        """
         stored = [r[2] for r in page]
         detail: dict[str, dict[str, Any]] = {s: {"services": set()} for s in stored}
+        need_first: list[str] = []
         for group in _chunks(stored, IDS_PER_STATEMENT):
             clause, bound = _any_of("base_id", group, "b")
-            q = "; ".join(
-                (
-                    self._select('FIRST("id"), "name"', [clause]),
-                    self._select('FIRST("id"), "name"', ["\"event\" = 'start'", clause]),
-                    self._select('LAST("id")', [clause]),
-                    self._select('COUNT(DISTINCT("span"))', [clause]),
-                    self._select('COUNT("id")', ["\"error\" = 'true'", clause]),
-                    self._select('COUNT("id")', [clause], group='"base_id", "service"'),
-                )
+            m = self._from
+            stmts = [
+                self._select('FIRST("id"), "name"', ["\"event\" = 'start'", clause]),
+                self._select('LAST("n")', [clause], index=True),
+                self._select('COUNT(DISTINCT("span"))', [clause]),
+                f'SHOW TAG VALUES FROM {m} WITH KEY = "base_id" WHERE "error" = \'true\' AND '
+                + clause,
+            ]
+            stmts.extend(
+                f'SHOW TAG VALUES FROM {m} WITH KEY = "service" WHERE "base_id" = $b{i}'
+                for i in range(len(group))
             )
-            for sid, series in self._query_iter(q, bound, doing="summarise traces in"):
-                tags = series.get("tags", {})
-                d = detail.get(tags.get("base_id", ""))
-                if d is None:
-                    continue
-                for values in series.get("values", ()):
-                    if sid == 0:
-                        d["first"] = (int(values[0]), values[2])
-                    elif sid == 1:
-                        d["first_start"] = (int(values[0]), values[2])
-                    elif sid == 2:
-                        d["end"] = int(values[0])
-                    elif sid == 3:
-                        d["spans"] = int(values[1])
-                    elif sid == 4:
-                        d["error"] = int(values[1]) > 0
-                    else:
-                        d["services"].add(decode_tag(tags.get("service")))
+            for sid, series in self._query_iter(
+                "; ".join(stmts), bound, doing="summarise traces in"
+            ):
+                cols = series.get("columns", [])
+                values_list = series.get("values", ())
+                if sid < 3:
+                    d = detail.get(series.get("tags", {}).get("base_id", ""))
+                    if d is None:
+                        continue
+                    for values in values_list:
+                        if sid == 0:
+                            d["first_start"] = (int(values[0]), values[2])
+                        elif sid == 1:
+                            d["end"] = int(values[0])
+                        else:
+                            d["spans"] = int(values[1])
+                elif sid == 3:
+                    idx = cols.index("value")
+                    for values in values_list:
+                        if values[idx] in detail:
+                            detail[values[idx]]["error"] = True
+                else:
+                    idx = cols.index("value")
+                    d = detail[group[sid - 4]]
+                    d["services"].update(decode_tag(v[idx]) for v in values_list)
+        for start, _base_id, key in page:
+            first_start = detail[key].get("first_start")
+            if first_start is None or first_start[0] != start:
+                need_first.append(key)  # a stop point is the earliest: rare, ask for it
+        for group in _chunks(need_first, IDS_PER_STATEMENT):
+            clause, bound = _any_of("base_id", group, "b")
+            q = self._select('FIRST("id"), "name"', [clause])
+            for _sid, series in self._query_iter(q, bound, doing="summarise traces in"):
+                d = detail.get(series.get("tags", {}).get("base_id", ""))
+                for values in series.get("values", ()) if d is not None else ():
+                    d["first_start"] = (int(values[0]), values[2])  # type: ignore[index]
         out: list[TraceSummary] = []
         for start, base_id, key in page:
             d = detail[key]
-            first = d.get("first", (start, None))
-            first_start = d.get("first_start")
-            # The earliest point names the trace; a start wins a tie (as summarize() does).
-            name_raw = first_start[1] if first_start and first_start[0] <= first[0] else first[1]
             end = d.get("end", (ends or {}).get(key, start))
             out.append(
                 TraceSummary(
@@ -697,7 +742,7 @@ class InfluxDBDriver(BaseDriver):
                     span_count=d.get("spans", 0),
                     services=tuple(sorted(d["services"])),
                     error=bool(d.get("error", False)),
-                    name=decode_tag(name_raw),
+                    name=decode_tag(d.get("first_start", (0, None))[1]),
                 )
             )
         return out
@@ -711,6 +756,14 @@ class InfluxDBDriver(BaseDriver):
                 client.close()
             except Exception:  # noqa: BLE001 - closing must not raise
                 log.debug("xprofiler: closing the InfluxDB client failed", exc_info=True)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _NoDatabase(DriverError):

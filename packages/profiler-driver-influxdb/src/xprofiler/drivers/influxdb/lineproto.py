@@ -10,13 +10,17 @@ Schema (one measurement, default ``trace_points``)::
   same timestamp never overwrite each other, and re-delivering a point rewrites the same
   series+time (idempotent). ``service``, ``name``, ``host`` and ``error`` (only written when
   true) depend on the span, so they add no series.
+* A second measurement, ``<measurement>_by_trace``, has one series per trace (tag
+  ``base_id``) and, per batch, an entry at the trace's earliest and latest point
+  (:func:`index_lines`): ``list_traces`` finds starts and ends there, touching one series per
+  trace instead of two per span.
 * Line protocol cannot carry a newline in a tag, and its backslash rules make a tag value
   ending in a backslash ambiguous. Tag values are therefore stored with ``%``, ``\\`` and
   control characters percent-encoded (UTF-8 bytes, ``%0A`` for a newline); everything else,
   unicode included, is kept as is, so ordinary names read naturally in the Influx CLI.
   :func:`decode_tag` reverses it exactly. Spaces, commas and equals signs are backslash-escaped
-  as line protocol asks. An empty value is not written (line protocol has no empty tags);
-  InfluxQL's ``tag = ''`` matches such points.
+  as line protocol asks. Line protocol has no empty tag values: an empty string is stored
+  as a lone ``%`` (which no non-empty string encodes to), so every point has every tag.
 * Fields hold the rest exactly: string fields escape ``\\`` and ``"`` (newlines are allowed
   inside quoted strings); ``info`` is a JSON string (ASCII-only, so any str round-trips);
   ``span`` repeats the span id as a field because ``COUNT(DISTINCT ..)`` works on fields only.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -37,6 +42,8 @@ __all__ = [
     "escape_tag",
     "escape_field_string",
     "point_line",
+    "index_lines",
+    "row_to_point",
 ]
 
 # InfluxDB's valid time range (models.MinNanoTime / MaxNanoTime).
@@ -45,13 +52,17 @@ MAX_TIME = 9223372036854775806
 # A series key (measurement + tags) must stay below 64 KiB; leave room for the measurement.
 MAX_TAG_BYTES = 16_384
 
+# The stored form of an empty string (line protocol has no empty tag values; a lone "%" is
+# never produced for a non-empty string, whose "%" become "%25").
+EMPTY = "%"
+
 TAG_KEYS = ("base_id", "error", "event", "host", "name", "service", "trace_id")  # sorted
 
 _TAG_UNSAFE = re.compile(r"[%\\\x00-\x1f\x7f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
-_FIELD_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_TAG_SPECIAL = re.compile(r"[%\\\x00-\x1f\x7f, =]")
+_TAG_ESCAPE = re.compile(r"([, =])")
 _STR_KEYS = ("id", "base_id", "trace_id", "parent_id", "name", "service", "project", "host")
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class BadPoint(ValueError):
@@ -64,25 +75,35 @@ def _percent(match: re.Match[str]) -> str:
 
 def encode_tag(value: str) -> str:
     """The stored form of a tag value (reversible; see the module doc)."""
+    if not value:
+        return EMPTY
     return _TAG_UNSAFE.sub(_percent, value)
 
 
 def decode_tag(value: str | None) -> str:
     """The original string of a stored tag value (``None``, an absent tag, is ``""``)."""
-    if not value:
+    if not value or value == EMPTY:
         return ""
     if "%" not in value:
         return value
-    return unquote(value, errors="strict")
+    return unquote(value, errors="replace")
 
 
 def escape_tag(value: str) -> str:
     """A stored tag value escaped for line protocol."""
-    return value.translate(_TAG_ESCAPES)
+    return _TAG_ESCAPE.sub(r"\\\1", value)
+
+
+def _tag(value: str) -> str:
+    if value and _TAG_SPECIAL.search(value) is None:
+        return value
+    return escape_tag(encode_tag(value))
 
 
 def escape_field_string(value: str) -> str:
-    return '"' + value.translate(_FIELD_ESCAPES) + '"'
+    if "\\" in value or '"' in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + value + '"'
 
 
 def _check(p: Any) -> None:
@@ -90,22 +111,20 @@ def _check(p: Any) -> None:
         raise BadPoint(f"a point must be a dict, not {type(p).__name__}")
     for key in _STR_KEYS:
         value = p.get(key)
-        if not isinstance(value, str):
+        if type(value) is not str:
             raise BadPoint(f"point key {key!r} must be a str, got {type(value).__name__}")
-        if _SURROGATE.search(value):
-            raise BadPoint(f"point key {key!r} holds a lone surrogate (not valid UTF-8)")
     if not p["base_id"] or not p["trace_id"]:
         raise BadPoint("point keys 'base_id' and 'trace_id' must not be empty")
     if p.get("event") not in ("start", "stop"):
         raise BadPoint("point key 'event' must be 'start' or 'stop'")
     ts = p.get("timestamp")
-    if not isinstance(ts, int) or isinstance(ts, bool):
+    if type(ts) is not int:
         raise BadPoint(f"point key 'timestamp' must be an int, got {type(ts).__name__}")
     if not MIN_TIME <= ts <= MAX_TIME:
         raise BadPoint("point key 'timestamp' is outside InfluxDB's time range")
-    if not isinstance(p.get("error"), bool):
+    if type(p.get("error")) is not bool:
         raise BadPoint("point key 'error' must be a bool")
-    if not isinstance(p.get("info"), dict):
+    if type(p.get("info")) is not dict:
         raise BadPoint("point key 'info' must be a dict")
 
 
@@ -113,37 +132,58 @@ def point_line(p: Any, measurement: str, divisor: int = 1) -> str:
     """One line of line protocol for a point; raises :class:`BadPoint` for a malformed one.
 
     ``divisor`` converts nanoseconds to the write precision (1 for ns, 1000 for u, ...).
+    Text that is not valid UTF-8 (lone surrogates) is caught when the batch is encoded.
     """
     _check(p)
-    tags = []
-    size = 0
-    for key in TAG_KEYS:
-        if key == "error":
-            raw = "true" if p["error"] else ""
-        else:
-            raw = p[key]
-        if not raw:
-            continue
-        value = escape_tag(encode_tag(raw))
-        size += len(value)
-        tags.append(f"{key}={value}")
-    if size > MAX_TAG_BYTES // 4 and len(",".join(tags).encode("utf-8")) > MAX_TAG_BYTES:
+    tags = [f"base_id={_tag(p['base_id'])}"]
+    if p["error"]:
+        tags.append("error=true")
+    tags.append(f"event={p['event']}")
+    for key in ("host", "name", "service", "trace_id"):
+        tags.append(f"{key}={_tag(p[key])}")
+    series = ",".join(tags)
+    if len(series) > MAX_TAG_BYTES // 4 and len(series.encode("utf-8", "replace")) > MAX_TAG_BYTES:
         raise BadPoint(f"tag values are longer than {MAX_TAG_BYTES} bytes in total")
+    info = p["info"]
     try:
-        info = json.dumps(p["info"], separators=(",", ":"), allow_nan=False)
+        info_json = _JSON.encode(info) if info else "{}"
     except (TypeError, ValueError) as exc:
         raise BadPoint(f"point key 'info' is not JSON-serialisable: {exc}") from None
-    fields = ",".join(
-        (
-            "id=" + escape_field_string(p["id"]),
-            "info=" + escape_field_string(info),
-            "parent_id=" + escape_field_string(p["parent_id"]),
-            "project=" + escape_field_string(p["project"]),
-            "span=" + escape_field_string(p["trace_id"]),
-        )
-    )
     ts = p["timestamp"] if divisor == 1 else p["timestamp"] // divisor
-    return f"{measurement},{','.join(tags)} {fields} {ts}"
+    return (
+        f"{measurement},{series} id={escape_field_string(p['id'])},"
+        f"info={escape_field_string(info_json)},"
+        f"parent_id={escape_field_string(p['parent_id'])},"
+        f"project={escape_field_string(p['project'])},"
+        f"span={escape_field_string(p['trace_id'])} {ts}"
+    )
+
+
+def index_lines(points: Iterable[Any], measurement: str, divisor: int = 1) -> Iterator[str]:
+    """The trace-index lines of a batch: per trace, its earliest and latest point's time.
+
+    ``list_traces`` reads trace starts and ends from this one-series-per-trace measurement
+    instead of the points' many series. A trace written over several batches has several
+    index points; FIRST/LAST over them are the trace's start and end. Re-delivering a batch
+    rewrites the same index points.
+    """
+    bounds: dict[str, list[int]] = {}
+    for p in points:
+        ts = p["timestamp"]
+        b = bounds.get(p["base_id"])
+        if b is None:
+            bounds[p["base_id"]] = [ts, ts]
+        elif ts < b[0]:
+            b[0] = ts
+        elif ts > b[1]:
+            b[1] = ts
+    for base_id, (lo, hi) in bounds.items():
+        tag = _tag(base_id)
+        lo_t = lo if divisor == 1 else lo // divisor
+        hi_t = hi if divisor == 1 else hi // divisor
+        yield f"{measurement},base_id={tag} n=1i {lo_t}"
+        if hi_t != lo_t:
+            yield f"{measurement},base_id={tag} n=1i {hi_t}"
 
 
 def row_to_point(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Trace points stored per second in InfluxDB 1.x: through the dispatcher vs one request each.
+
+One run, one throwaway influxd on 127.0.0.1 (from testing/realservers), three parts:
+
+1. Ingest: 50,000 points (5,000 traces of 5 spans) put into a ``Dispatcher`` in front of the
+   influxdb driver (batches of 500, one line-protocol request per batch), flushed, and the
+   stored count checked with ``SELECT COUNT``; then, in the same run, a baseline of 2,000
+   points written one ``driver.notify([point])`` call (one HTTP request) per point.
+2. Reads: ``list_traces()`` over those 5,000 traces (time and Python peak memory, which is
+   what the driver holds: one row per trace), and ``get_report`` of one trace.
+3. Cardinality: 20,000 more traces (60,000 spans, 120,000 points) written with the driver's
+   schema (span id and event as tags: one series per point) and, for comparison, the same
+   points with the span id and event as fields (one series per trace and service/name/host);
+   series counts and influxd memory after each.
+
+Usage::
+
+    python3 bench/bench_influxdb_ingest.py            # about a minute
+    python3 bench/bench_influxdb_ingest.py --quick    # a smoke run with fewer points
+
+Needs profiler-core and profiler-driver-influxdb installed (editable, from packages/), and
+influxd (``python3 testing/provision.py --only influxdb``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tracemalloc
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "testing"))
+
+import realservers  # noqa: E402
+from xprofiler.core.dispatcher import Dispatcher  # noqa: E402
+from xprofiler.core.points import TraceFilter  # noqa: E402
+from xprofiler.core.registry import load_driver  # noqa: E402
+from xprofiler.core.testing import make_trace  # noqa: E402
+from xprofiler.drivers.influxdb.lineproto import point_line  # noqa: E402
+
+
+def influxql(server: Any, q: str, db: str | None = None) -> list[dict[str, Any]]:
+    form = {"q": q, "epoch": "ns"}
+    if db:
+        form["db"] = db
+    req = urllib.request.Request(
+        f"http://{server.host}:{server.port}/query",
+        data=urllib.parse.urlencode(form).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())["results"]
+
+
+def scalar(server: Any, q: str, db: str) -> int:
+    res = influxql(server, q, db)[0]
+    if "series" not in res:
+        return 0
+    return int(res["series"][0]["values"][0][-1])
+
+
+def heap_in_use(server: Any) -> int:
+    res = influxql(server, "SHOW STATS FOR 'runtime'")[0]
+    series = res["series"][0]
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    return int(row["HeapInUse"])
+
+
+def traces(n: int, spans: int, start: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        out.extend(
+            make_trace(spans, start=start + i * 10_000, services=["api", "worker", "db"], step=7)
+        )
+    return out
+
+
+def ingest(server: Any, base: str, n_traces: int, n_baseline: int) -> dict[str, float]:
+    now = time.time_ns() - 3600 * 10**9
+    points = traces(n_traces, 5, now)
+    url = f"{base}/bench_dispatch"
+    disp = Dispatcher(url, max_queue=len(points) + 1, batch_size=500, flush_interval=0.05)
+    load_driver(url).notify(make_trace(1, start=now - 10**9))  # create the database first
+    began = time.perf_counter()
+    for p in points:
+        disp.put(p)  # type: ignore[arg-type]
+    put_done = time.perf_counter()
+    assert disp.flush(120), disp.stats()
+    elapsed = time.perf_counter() - began
+    stats = disp.stats()
+    disp.close()
+    stored = scalar(server, 'SELECT COUNT("id") FROM "trace_points"', "bench_dispatch") - 2
+    assert stored == len(points), (stored, len(points))
+    assert stats["dropped"] == 0 and stats["failed_batches"] == 0, stats
+
+    single = traces(n_baseline // 10, 5, now)
+    drv = load_driver(f"{base}/bench_single")
+    drv.notify(make_trace(1, start=now - 10**9))
+    b0 = time.perf_counter()
+    for p in single:
+        drv.notify([p])  # one HTTP request per point
+    b_elapsed = time.perf_counter() - b0
+    drv.close()
+    b_stored = scalar(server, 'SELECT COUNT("id") FROM "trace_points"', "bench_single") - 2
+    assert b_stored == len(single), (b_stored, len(single))
+    return {
+        "points": len(points),
+        "seconds": elapsed,
+        "rate": len(points) / elapsed,
+        "put_us": (put_done - began) / len(points) * 1e6,
+        "baseline_points": len(single),
+        "baseline_seconds": b_elapsed,
+        "baseline_rate": len(single) / b_elapsed,
+    }
+
+
+def reads(base: str, n_traces: int) -> dict[str, float]:
+    drv = load_driver(f"{base}/bench_dispatch")
+    drv.list_traces(TraceFilter(limit=1))  # warm the connection
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    rows = drv.list_traces(TraceFilter(limit=50))
+    list_s = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(rows) == 50
+    t0 = time.perf_counter()
+    filtered = drv.list_traces(TraceFilter(service="worker", limit=50, offset=100))
+    filt_s = time.perf_counter() - t0
+    assert len(filtered) == 50
+    t0 = time.perf_counter()
+    since = drv.list_traces(TraceFilter(since=rows[10].start, limit=50))
+    since_s = time.perf_counter() - t0
+    assert len(since) == 11, len(since)
+    t0 = time.perf_counter()
+    report = drv.get_report(rows[0].base_id)
+    report_s = time.perf_counter() - t0
+    assert len(report) == 10
+    drv.close()
+    return {
+        "traces": n_traces + 1,
+        "list_s": list_s,
+        "list_peak": peak,
+        "filtered_s": filt_s,
+        "since_s": since_s,
+        "report_s": report_s,
+    }
+
+
+def cardinality(server: Any, base: str, n_traces: int) -> dict[str, float]:
+    now = time.time_ns() - 2 * 3600 * 10**9
+    points = traces(n_traces, 3, now)
+    out: dict[str, float] = {"traces": n_traces, "spans": n_traces * 3, "points": len(points)}
+    heap0 = heap_in_use(server)
+    rss0 = server.rss_bytes()
+
+    drv = load_driver(f"{base}/card_tags")
+    for i in range(0, len(points), 5000):
+        drv.notify(points[i : i + 5000])  # type: ignore[arg-type]
+    drv.close()
+    time.sleep(1)
+    out["tags_series"] = scalar(server, "SHOW SERIES EXACT CARDINALITY", "card_tags")
+    out["tags_heap"] = heap_in_use(server) - heap0
+    out["tags_rss"] = server.rss_bytes() - rss0
+
+    # The same points with span id and event as fields: fewer series, but two points of one
+    # trace with the same name, host and timestamp would overwrite each other.
+    influxql(server, 'CREATE DATABASE "card_fields"')
+    heap1 = heap_in_use(server)
+    rss1 = server.rss_bytes()
+    for i in range(0, len(points), 5000):
+        lines = []
+        for p in points[i : i + 5000]:
+            line = point_line(p, "trace_points")
+            head, fields, ts = line.split(" ")
+            tags = [t for t in head.split(",") if not t.startswith(("trace_id=", "event="))]
+            ev = f'event="{p["event"]}"'
+            lines.append(f"{','.join(tags)} {fields},{ev} {ts}")
+        body = ("\n".join(lines) + "\n").encode()
+        req = urllib.request.Request(
+            f"http://{server.host}:{server.port}/write?db=card_fields&precision=n",
+            data=body,
+            method="POST",
+        )
+        urllib.request.urlopen(req, timeout=60).close()
+    time.sleep(1)
+    out["fields_series"] = scalar(server, "SHOW SERIES EXACT CARDINALITY", "card_fields")
+    out["fields_heap"] = heap_in_use(server) - heap1
+    out["fields_rss"] = server.rss_bytes() - rss1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer points (a smoke run)")
+    args = parser.parse_args()
+    n_traces, n_baseline, n_card = (500, 500, 2000) if args.quick else (5000, 2000, 20000)
+
+    with realservers.running("influxdb") as server:
+        base = f"influxdb://{server.host}:{server.port}"
+        print(f"influxd {server.version} on 127.0.0.1:{server.port} (index: inmem, defaults)")
+        r = ingest(server, base, n_traces, n_baseline)
+        print("\n== ingest (stored and counted back with SELECT COUNT)")
+        print(
+            f"dispatcher, batches of 500:   {r['points']:>7,} points in {r['seconds']:6.2f}s "
+            f"= {r['rate']:>9,.0f} points/s   (put(): {r['put_us']:.2f} us/point)"
+        )
+        print(
+            f"one request per point:        {r['baseline_points']:>7,} points in "
+            f"{r['baseline_seconds']:6.2f}s = {r['baseline_rate']:>9,.0f} points/s"
+        )
+        print(f"ratio (dispatcher / one-per-point): {r['rate'] / r['baseline_rate']:.1f}x")
+
+        q = reads(base, n_traces)
+        print(f"\n== reads over {q['traces']:,} traces ({q['traces'] * 10:,} points)")
+        print(
+            f"list_traces(limit=50):                    {q['list_s'] * 1000:7.1f} ms, "
+            f"Python peak {q['list_peak'] / 1024:,.0f} KiB "
+            f"({q['list_peak'] / q['traces']:.0f} B/trace)"
+        )
+        print(f"list_traces(service=worker, offset=100):  {q['filtered_s'] * 1000:7.1f} ms")
+        print(f"list_traces(since=<11th newest>):         {q['since_s'] * 1000:7.1f} ms")
+        print(f"get_report (10 points):                   {q['report_s'] * 1000:7.1f} ms")
+
+        c = cardinality(server, base, n_card)
+        print(
+            f"\n== cardinality: {c['traces']:,} traces, {c['spans']:,} spans, "
+            f"{c['points']:,} points"
+        )
+        for key, label in (("tags", "span id + event as tags"), ("fields", "as fields instead")):
+            print(
+                f"{label:<26} {int(c[key + '_series']):>8,} series   influxd heap "
+                f"+{c[key + '_heap'] / 2**20:6.1f} MiB   RSS +{c[key + '_rss'] / 2**20:6.1f} MiB"
+                f"   ({c[key + '_heap'] / max(c[key + '_series'], 1):,.0f} B heap/series)"
+            )
+
+
+if __name__ == "__main__":
+    main()
