@@ -42,7 +42,7 @@ from .schema import (
     template_name,
     to_document,
 )
-from .settings import Settings, masked_url, parse_settings
+from .settings import Settings, parse_settings
 
 __all__ = ["ElasticsearchDriver"]
 
@@ -61,8 +61,7 @@ class ElasticsearchDriver(BaseDriver):
 
     def __init__(self, url: URL) -> None:
         self.settings: Settings = parse_settings(url)
-        # The URL kept on the driver (and shown by repr/str) never holds the API key.
-        super().__init__(masked_url(url))
+        super().__init__(url)  # its str/repr mask the password and the api_key option
         self._client: Elasticsearch | None = None
         self._lock = threading.Lock()
         self._template_ready = False

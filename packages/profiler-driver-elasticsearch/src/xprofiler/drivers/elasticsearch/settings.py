@@ -84,8 +84,8 @@ class Settings:
 
 
 def masked_url(url: URL) -> URL:
-    """``url`` with secret options (the API key) replaced by ``***``; the password is masked
-    by URL's own rendering."""
+    """``url`` with secret options (the API key) replaced by ``***`` (belt and braces: URL's
+    own rendering masks the password and options named like secrets too)."""
     hidden = {k: "***" for k in SECRET_OPTIONS if url.get(k) is not None}
     return url.with_options(**hidden) if hidden else url
 
