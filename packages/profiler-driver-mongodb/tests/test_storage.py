@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -13,10 +14,11 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
-from xprofiler.core.errors import StoreUnavailable
+from xprofiler.core.errors import DriverError, StoreUnavailable
 from xprofiler.core.points import Point, TraceFilter, summarize
 from xprofiler.core.registry import load_driver
 from xprofiler.core.testing import make_trace
+from xprofiler.drivers.mongodb import driver as driver_module
 from xprofiler.drivers.mongodb.driver import MongoDBDriver
 
 DAY_NS = 86_400 * 10**9
@@ -65,12 +67,22 @@ def test_a_batch_is_one_unordered_insert(mongo_url: str) -> None:
         listener.events.clear()
         drv.notify([p for _ in range(50) for p in make_trace(5)])  # 500 points, 50 traces
         inserts = [e for e in listener.events if e.command_name == "insert"]
-        assert len(inserts) == 1
-        assert inserts[0].command["ordered"] is False
+        assert [e.command["insert"] for e in inserts] == ["points", "points_traces"]
+        assert all(e.command["ordered"] is False for e in inserts)
         assert len(inserts[0].command["documents"]) == 500
+        assert len(inserts[1].command["documents"]) == 50  # one summary per new trace
+        assert not [e for e in listener.events if e.command_name == "update"]
+        assert len(listener.events) == 2
+
+        # A trace continued in a later batch: its summary is merged with one update command.
+        listener.events.clear()
+        trace = make_trace(3)
+        drv.notify(trace[:3])
+        drv.notify(trace[3:])
         updates = [e for e in listener.events if e.command_name == "update"]
-        assert len(updates) == 1  # the 50 trace summaries in one bulk update
-        assert len(updates[0].command["updates"]) == 50
+        assert len(updates) == 1 and len(updates[0].command["updates"]) == 1
+        (row,) = [r for r in drv.list_traces(TraceFilter()) if r.base_id == trace[0]["base_id"]]
+        assert row == summarize(trace)
     finally:
         drv.close()
 
@@ -147,21 +159,26 @@ def test_points_that_can_never_be_stored_are_skipped_and_the_rest_kept(
     assert driver.rejected_points == 4
 
 
-def test_concurrent_writers_of_one_trace_build_one_summary(mongo_url: str) -> None:
-    # Services in several processes write points of the same trace at the same moment.
-    trace = make_trace(40, services=["api", "worker", "db"])
-    drivers = [load_driver(mongo_url) for _ in range(4)]
+def test_concurrent_writers_of_one_trace_build_one_summary(
+    mongo_url: str, mongo_admin: Any, database_name: str, server_is_ferretdb: bool
+) -> None:
+    # Services in several processes write points of the same trace at the same moment: the
+    # first batches race to create the summary, the later ones to merge into it.
+    trace = make_trace(45, services=["api", "worker", "db"])
+    writers, batches = 6, 3
+    drivers = [load_driver(mongo_url) for _ in range(writers)]
     errors: list[BaseException] = []
-    barrier = threading.Barrier(len(drivers))
+    barrier = threading.Barrier(writers)
 
     def write(i: int) -> None:
         try:
             barrier.wait(10)
-            drivers[i].notify(trace[i :: len(drivers)])
+            for k in range(batches):
+                drivers[i].notify(trace[i * batches + k :: writers * batches])
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(drivers))]
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
@@ -170,9 +187,36 @@ def test_concurrent_writers_of_one_trace_build_one_summary(mongo_url: str) -> No
         assert not errors
         (row,) = drivers[0].list_traces(TraceFilter())
         assert row == summarize(trace)
+        # FerretDB 1.x updates are not atomic: merges take turns under per-trace locks, and
+        # no lock is left behind.
+        assert drivers[0].server_features["atomic_updates"] is (not server_is_ferretdb)
+        assert mongo_admin[database_name]["points_locks"].count_documents({}) == 0
     finally:
         for d in drivers:
             d.close()
+
+
+def test_a_lock_left_by_a_dead_writer_expires_and_a_live_one_is_waited_for(
+    driver: MongoDBDriver, mongo_admin: Any, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = make_trace(3)
+    driver.notify(trace[:2])
+    driver.server_features["atomic_updates"] = False  # take the lock path on any server
+    locks = mongo_admin[database_name]["points_locks"]
+    now = dt.datetime.now(dt.timezone.utc)
+    base_id = trace[0]["base_id"]
+
+    locks.insert_one({"_id": base_id, "at": now})  # a live writer holds the trace
+    monkeypatch.setattr(driver_module, "_LOCK_WAIT", 0.3)
+    with pytest.raises(DriverError, match="locked by another writer"):
+        driver.notify(trace[2:4])
+    locks.delete_many({})
+
+    locks.insert_one({"_id": base_id, "at": now - dt.timedelta(minutes=5)})  # a dead one
+    driver.notify(trace[2:])
+    (row,) = driver.list_traces(TraceFilter())
+    assert row == summarize(trace)
+    assert locks.count_documents({}) == 0
 
 
 # -- indexes and retention ----------------------------------------------------------------------

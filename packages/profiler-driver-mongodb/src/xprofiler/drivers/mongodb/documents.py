@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,14 +34,12 @@ __all__ = [
     "MAX_INFO_BYTES",
     "point_to_document",
     "document_to_point",
-    "summary_updates",
+    "trace_summaries",
     "document_to_summary",
     "POINT_PROJECTION",
     "SUMMARY_PROJECTION",
     "BadPoint",
 ]
-
-log = logging.getLogger(__name__)
 
 # Leaves room below MongoDB's 16 MiB document limit; a larger point could never be stored and
 # would make its whole batch fail on every retry.
@@ -131,8 +128,11 @@ def _first_key(doc: Mapping[str, Any]) -> str:
     return f"{int(doc['timestamp']) + 2**63:020d}{stop}{doc['name']}"
 
 
-def summary_updates(docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One idempotent upsert per trace in the batch (``update`` command statements)."""
+def trace_summaries(
+    docs: Sequence[Mapping[str, Any]],
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Per trace in the batch: its summary document (to insert when the trace is new) and the
+    idempotent upsert statement that merges it into a stored summary (``update`` command)."""
     acc: dict[str, dict[str, Any]] = {}
     for d in docs:
         ts = int(d["timestamp"])
@@ -155,28 +155,25 @@ def summary_updates(docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         s["names"].add(d["name"])
         s["spans"].add(d["trace_id"])
         s["error"] = s["error"] or d["error"]
-    ops = []
+    out = []
     for base_id, s in acc.items():
+        sets = {k: sorted(s[k]) for k in ("services", "names", "spans")}
         maxes: dict[str, Any] = {"end": Int64(s["end"]), "error": s["error"]}
         end_date = _ts_date(s["end"])
         if end_date is not None:
             maxes["end_date"] = end_date
-        ops.append(
-            {
-                "q": {"_id": base_id},
-                "u": {
-                    "$min": {"start": Int64(s["start"]), "first": s["first"]},
-                    "$max": maxes,
-                    "$addToSet": {
-                        "services": {"$each": sorted(s["services"])},
-                        "names": {"$each": sorted(s["names"])},
-                        "spans": {"$each": sorted(s["spans"])},
-                    },
-                },
-                "upsert": True,
-            }
-        )
-    return ops
+        doc = {"_id": base_id, "start": Int64(s["start"]), "first": s["first"], **maxes, **sets}
+        update = {
+            "q": {"_id": base_id},
+            "u": {
+                "$min": {"start": Int64(s["start"]), "first": s["first"]},
+                "$max": maxes,
+                "$addToSet": {k: {"$each": v} for k, v in sets.items()},
+            },
+            "upsert": True,
+        }
+        out.append((doc, update))
+    return out
 
 
 def document_to_summary(doc: Mapping[str, Any]) -> TraceSummary:

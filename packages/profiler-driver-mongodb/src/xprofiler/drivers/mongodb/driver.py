@@ -43,7 +43,7 @@ from .documents import (
     document_to_point,
     document_to_summary,
     point_to_document,
-    summary_updates,
+    trace_summaries,
 )
 from .indexes import REFUSED_CODES, ensure_indexes
 from .settings import MongoSettings, parse_settings
@@ -59,6 +59,8 @@ _PERMANENT_WRITE_CODES = {2, 14, 22, 52, 55, 56, 57, 10334, 17280, 17419}
 # Codes a server gives for query features it lacks ($expr on FerretDB 1.x).
 _UNSUPPORTED_QUERY_CODES = REFUSED_CODES | {168}
 _UPSERT_RETRIES = 3
+_LOCK_WAIT = 10.0  # seconds a batch waits for another writer's trace lock
+_LOCK_STALE = 30.0  # seconds after which a lock is taken as left by a dead writer
 _UPDATES_PER_COMMAND = 1000
 
 
@@ -137,6 +139,11 @@ class MongoDBDriver(BaseDriver):
                     p = db[self.settings.collection]
                     s = db[self.settings.summary_collection]
                     self.server_features.update(ensure_indexes(p, s, self.settings.ttl_seconds))
+                    # FerretDB 1.x runs an update as a read then a write, without isolation:
+                    # two concurrent updates of one document can lose one. MongoDB's
+                    # single-document updates are atomic. No command tells; the build does.
+                    build = self._client.admin.command("buildInfo")
+                    self.server_features["atomic_updates"] = "ferretdbVersion" not in build
                 self._points, self._summaries = p, s
             return self._points, self._summaries
 
@@ -175,48 +182,106 @@ class MongoDBDriver(BaseDriver):
                     str(e.get("errmsg", ""))[:200],
                 )
 
+    def _store_summaries(
+        self,
+        col: Collection[dict[str, Any]],
+        summaries: list[tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        # Most traces of a batch are new: one unordered insert creates their summaries. Those
+        # that exist already (a trace spanning batches, a retried batch) fail with a duplicate
+        # key and are merged with the idempotent upserts instead.
+        try:
+            col.insert_many([doc for doc, _ in summaries], ordered=False)
+            return
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            self._upsert_summaries(col, [summaries[e["index"]][1] for e in errors])
+
     def _upsert_summaries(self, col: Collection[dict[str, Any]], ops: list[dict[str, Any]]) -> None:
+        if self.server_features.get("atomic_updates", True):
+            for start in range(0, len(ops), _UPDATES_PER_COMMAND):
+                self._run_updates(col, ops[start : start + _UPDATES_PER_COMMAND])
+            return
+        # Without atomic updates, two writers merging into one summary at once can lose one
+        # merge. Inserts are atomic everywhere (unique _id), so a lock document per trace,
+        # inserted before the update and deleted after it, makes the merges take turns.
+        locks = col.database[self.settings.lock_collection]
+        pending = {op["q"]["_id"]: op for op in ops}
+        deadline = time.monotonic() + _LOCK_WAIT
+        delay = 0.005
+        while pending:
+            now = dt.datetime.now(dt.timezone.utc)
+            busy: set[str] = set()
+            keys = list(pending)
+            try:
+                locks.insert_many([{"_id": k, "at": now} for k in keys], ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                    raise
+                busy = {keys[e["index"]] for e in errors}
+            mine = [k for k in keys if k not in busy]
+            if mine:
+                try:
+                    for start in range(0, len(mine), _UPDATES_PER_COMMAND):
+                        chunk = mine[start : start + _UPDATES_PER_COMMAND]
+                        self._run_updates(col, [pending[k] for k in chunk])
+                finally:
+                    locks.delete_many({"_id": {"$in": mine}})
+                for k in mine:
+                    del pending[k]
+            if pending:
+                if time.monotonic() > deadline:
+                    raise DriverError(
+                        f"MongoDB store {self.settings.safe_uri}: {len(pending)} trace summaries "
+                        f"stayed locked by another writer for {_LOCK_WAIT:.0f}s; will retry"
+                    )
+                # A writer that died holding a lock: its lock expires.
+                stale = now - dt.timedelta(seconds=_LOCK_STALE)
+                locks.delete_many({"_id": {"$in": list(busy)}, "at": {"$lt": stale}})
+                time.sleep(delay)
+                delay = min(0.1, delay * 2)
+
+    def _run_updates(self, col: Collection[dict[str, Any]], ops: list[dict[str, Any]]) -> None:
         # The update command is sent as is (not through pymongo's bulk API) so that the reply is
         # read here: FerretDB 1.x leaves "nModified" out of replies with write errors, which
         # pymongo's bulk API cannot parse.
-        for start in range(0, len(ops), _UPDATES_PER_COMMAND):
-            todo = ops[start : start + _UPDATES_PER_COMMAND]
-            for attempt in range(_UPSERT_RETRIES):
-                reply = col.database.command(
-                    {"update": col.name, "updates": todo, "ordered": False}
+        for attempt in range(_UPSERT_RETRIES):
+            reply = col.database.command({"update": col.name, "updates": ops, "ordered": False})
+            if reply.get("writeConcernError"):
+                raise DriverError(
+                    f"MongoDB store {self.settings.safe_uri}: trace summaries not "
+                    f"acknowledged: {str(reply['writeConcernError'])[:300]}"
                 )
-                if reply.get("writeConcernError"):
-                    raise DriverError(
-                        f"MongoDB store {self.settings.safe_uri}: trace summaries not "
-                        f"acknowledged: {str(reply['writeConcernError'])[:300]}"
-                    )
-                errors = reply.get("writeErrors") or []
-                if not errors:
-                    break
-                # Two writers upserting one new trace at once: one loses with a duplicate
-                # key; re-running its update now merges into the document the other made.
-                if any(e.get("code") != _DUPLICATE_KEY for e in errors) or (
-                    attempt == _UPSERT_RETRIES - 1
-                ):
-                    first = errors[0]
-                    raise DriverError(
-                        f"MongoDB store {self.settings.safe_uri}: {len(errors)} trace summary "
-                        f"updates failed, first (code {first.get('code')}): "
-                        f"{str(first.get('errmsg', ''))[:300]}"
-                    )
-                todo = [todo[e["index"]] for e in errors]
+            errors = reply.get("writeErrors") or []
+            if not errors:
+                return
+            # Two writers upserting one new trace at once: one loses with a duplicate key;
+            # re-running its update now merges into the document the other made.
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors) or (
+                attempt == _UPSERT_RETRIES - 1
+            ):
+                first = errors[0]
+                raise DriverError(
+                    f"MongoDB store {self.settings.safe_uri}: {len(errors)} trace summary "
+                    f"updates failed, first (code {first.get('code')}): "
+                    f"{str(first.get('errmsg', ''))[:300]}"
+                )
+            ops = [ops[e["index"]] for e in errors]
 
     def notify(self, points: Sequence[Point]) -> None:
         docs = self._documents(points)
         if not docs:
             return
-        updates = summary_updates(docs)
+        summaries_of_batch = trace_summaries(docs)
         points_col, summaries = self._collections()
         with self._errors(f"storing {len(docs)} points"):
             # Points first: if the summaries fail, the batch is retried and the points already
             # stored are skipped as duplicates; the summary updates are idempotent.
             self._insert(points_col, docs)
-            self._upsert_summaries(summaries, updates)
+            self._store_summaries(summaries, summaries_of_batch)
         if self.settings.ttl_seconds is not None and self.server_features.get("ttl_index") is False:
             now = time.monotonic()
             if now >= self._next_purge:

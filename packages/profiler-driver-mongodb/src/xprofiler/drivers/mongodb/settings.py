@@ -28,6 +28,7 @@ __all__ = [
 DEFAULT_DATABASE = "xprofiler"
 DEFAULT_COLLECTION = "points"
 SUMMARY_SUFFIX = "_traces"
+LOCK_SUFFIX = "_locks"  # used only on servers without atomic updates (FerretDB 1.x)
 
 # A tracer must give up quickly: the dispatcher retries, and a reader (CLI, web) wants an
 # answer. Each one is overridden by the same pymongo option in the connection string.
@@ -58,6 +59,7 @@ class MongoSettings:
     database: str
     collection: str
     summary_collection: str
+    lock_collection: str
     ttl_seconds: int | None
     password: str | None = field(default=None, repr=False)
 
@@ -206,6 +208,7 @@ def parse_settings(url: URL) -> MongoSettings:
         database=database,
         collection=collection,
         summary_collection=collection + SUMMARY_SUFFIX,
+        lock_collection=collection + LOCK_SUFFIX,
         ttl_seconds=ttl_seconds,
         password=url.password,
     )
