@@ -19,6 +19,7 @@ import time
 import weakref
 from collections import deque
 from typing import Any
+from urllib.parse import quote
 
 from .points import Point, safe_info
 from .registry import load_driver
@@ -32,9 +33,14 @@ _instances: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
 
 def _safe_error(exc: BaseException, secret: str | None) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails
+        text = f"{type(exc).__name__}: <unprintable>"
     if secret:
-        text = text.replace(secret, "***")
+        # The driver may have quoted its URL, decoded or percent-encoded.
+        for form in {secret, quote(secret, safe=""), quote(secret)}:
+            text = text.replace(form, "***")
     return text[:500]
 
 
@@ -62,7 +68,10 @@ class Dispatcher:
             from .registry import get_driver_class
 
             get_driver_class(self._url.scheme)
-            self._driver: Any = None
+            # Constructing a driver must not contact the server (protocol), so build it now:
+            # a connection string the driver refuses (sqlite with a host...) fails at set-up
+            # instead of losing every point in the background.
+            self._driver: Any = load_driver(self._url)
         else:
             self._url = getattr(store, "url", None)
             self._driver = store
@@ -87,6 +96,7 @@ class Dispatcher:
         self._pid = os.getpid()
         self.delivered = 0
         self.dropped = 0
+        self._drop_lock = threading.Lock()
         self.failed_batches = 0
         self.retries = 0
         self.last_error: str | None = None
@@ -98,8 +108,11 @@ class Dispatcher:
     def put(self, point: Point) -> None:
         """Queue one point. Never blocks, never raises."""
         q = self._queue
-        if len(q) >= self.max_queue or self._closed:
-            self.dropped += 1
+        # The batch being retried counts against the bound too: while the store is down at
+        # most max_queue points are held in all.
+        if len(q) + len(self._pending) >= self.max_queue or self._closed:
+            with self._drop_lock:  # only on this rare path; += alone loses counts in threads
+                self.dropped += 1
             return
         q.append(point)
         if self._thread is None:
@@ -166,7 +179,8 @@ class Dispatcher:
             t.join(timeout)
         if self._queue or self._pending:
             lost = len(self._queue) + len(self._pending)
-            self.dropped += lost
+            with self._drop_lock:
+                self.dropped += lost
             log.warning(
                 "xprofiler: %d trace points could not be delivered before shutdown "
                 "(store: %s; last error: %s)",
@@ -192,61 +206,72 @@ class Dispatcher:
         while True:
             self._wake.wait(backoff if backoff else self.flush_interval)
             self._wake.clear()
-            while True:
-                if not self._pending:
-                    batch = self._take()
-                    if not batch:
-                        break
-                    self._pending = batch
-                else:
-                    # Top up a retried batch so it does not stay small forever.
-                    room = self.batch_size - len(self._pending)
-                    if room > 0:
-                        self._pending.extend(self._take(room))
-                try:
-                    self._get_driver().notify(self._pending)
-                except Exception as exc:  # noqa: BLE001 - counted, logged, retried
-                    self.failed_batches += 1
-                    self.last_error = _safe_error(exc, self._secret)
-                    if not self._failing:
-                        log.warning(
-                            "xprofiler: the trace store %s failed (%s); keeping up to %d points "
-                            "and retrying",
-                            self._url,
-                            self.last_error,
-                            self.max_queue,
-                        )
-                    self._failing = True
-                    backoff = min(self.retry_backoff_max, max(0.05, backoff * 2 or 0.1))
-                    self.retries += 1
-                    break
-                else:
-                    if self._failing:
-                        log.warning("xprofiler: the trace store %s is back", self._url)
-                    self._failing = False
-                    backoff = 0.0
-                    self.delivered += len(self._pending)
-                    self._pending = []
-            self._log_drops()
+            try:
+                backoff = self._deliver(backoff)
+                self._log_drops()
+            except Exception:  # noqa: BLE001 - this thread must outlive any surprise
+                log.exception("xprofiler: unexpected error in the dispatcher thread")
+                backoff = self.retry_backoff_max
             with self._idle:
                 self._idle.notify_all()
             if self._closed and (not self._queue or self._failing):
                 return
+
+    def _deliver(self, backoff: float) -> float:
+        """Send batches until the queue is empty or the store fails; returns the next wait."""
+        while True:
+            if not self._pending:
+                batch = self._take()
+                if not batch:
+                    return 0.0
+                self._pending = batch
+            else:
+                # Top up a retried batch so it does not stay small forever.
+                room = self.batch_size - len(self._pending)
+                if room > 0:
+                    self._pending.extend(self._take(room))
+            try:
+                self._get_driver().notify(self._pending)
+            except Exception as exc:  # noqa: BLE001 - counted, logged, retried
+                self.failed_batches += 1
+                self.last_error = _safe_error(exc, self._secret)
+                if not self._failing:
+                    log.warning(
+                        "xprofiler: the trace store %s failed (%s); keeping up to %d points "
+                        "and retrying",
+                        self._url,
+                        self.last_error,
+                        self.max_queue,
+                    )
+                self._failing = True
+                self.retries += 1
+                return min(self.retry_backoff_max, max(0.05, backoff * 2 or 0.1))
+            if self._failing:
+                log.warning("xprofiler: the trace store %s is back", self._url)
+            self._failing = False
+            backoff = 0.0
+            self.delivered += len(self._pending)
+            self._pending = []
 
     def _take(self, n: int | None = None) -> list[Point]:
         q = self._queue
         n = self.batch_size if n is None else n
         out: list[Point] = []
         pop = q.popleft
-        try:
-            for _ in range(n):
+        while len(out) < n:
+            try:
                 p = pop()
+            except IndexError:
+                break
+            try:
                 # Off the hot path: make user-supplied info JSON-safe and bounded, so one odd
                 # or huge object cannot make a whole batch fail forever.
                 p["info"] = safe_info(p["info"])
-                out.append(p)
-        except IndexError:
-            pass
+            except Exception:  # noqa: BLE001 - not a point at all: count it, go on
+                with self._drop_lock:
+                    self.dropped += 1
+                continue
+            out.append(p)
         return out
 
     def _log_drops(self) -> None:
