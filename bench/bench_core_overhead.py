@@ -524,12 +524,12 @@ def report(ours: dict[str, Any], theirs: dict[str, Any], args: argparse.Namespac
     for label, med, low, limit, note in checks:
         ok = med <= limit
         ok_all &= ok
-        flag = "MET   " if ok else "MET-MIN" if low <= limit else "MISSED"
+        flag = "MET    " if ok else "MET-MIN" if low <= limit else "MISSED "
         print(
             f"  [{flag}] {label}: {_fmt_ns(med)} ns ({_fmt_ns(low)}) (limit {limit:,.0f} ns)"
             f"  [{note}]"
         )
-    flag = "MET   " if d["dropped"] == 0 else "MISSED"
+    flag = "MET    " if d["dropped"] == 0 else "MISSED "
     print(f"  [{flag}] no trace point dropped while measuring: dropped={d['dropped']}")
     print(f"all targets met: {'yes' if ok_all else 'NO'}")
     if ours.get("profile"):
