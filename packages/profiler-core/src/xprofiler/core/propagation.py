@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import profiler as _p
+from .points import validate_trace_id
 
 __all__ = [
     "X_TRACE_INFO",
@@ -33,33 +34,43 @@ _MAX_HEADER = 4096  # a real header is ~150 bytes; refuse to decode anything hug
 _ALLOWED_KEYS = {"base_id", "parent_id"}
 
 
-def _hmac_hex(data: bytes, key: str) -> str:
-    return hmac.new(key.encode("utf-8"), data, hashlib.sha1).hexdigest()
+def _is_id(value: Any) -> bool:
+    try:
+        validate_trace_id(value)
+    except ValueError:
+        return False
+    return True
 
 
-def signed_pack(data: Mapping[str, Any], hmac_key: str) -> tuple[str, str]:
+def _hmac_hex(data: bytes, key: str | bytes) -> str:
+    k = key if isinstance(key, bytes) else key.encode("utf-8")
+    return hmac.new(k, data, hashlib.sha1).hexdigest()
+
+
+def signed_pack(data: Mapping[str, Any], hmac_key: str | bytes) -> tuple[str, str]:
     """Encode and sign ``data``; returns (info header value, hmac header value)."""
     raw = base64.urlsafe_b64encode(json.dumps(dict(data)).encode("utf-8"))
     return raw.decode("ascii"), _hmac_hex(raw, hmac_key)
 
 
 def signed_unpack(
-    data: str | bytes | None, signature: str | bytes | None, hmac_keys: Iterable[str]
+    data: str | bytes | None, signature: str | bytes | None, hmac_keys: Iterable[str | bytes]
 ) -> dict[str, Any] | None:
     """Verify and decode; returns the payload plus ``hmac_key`` (the key that matched)."""
     if not data or not signature:
         return None
     try:
+        if len(data) > _MAX_HEADER or len(signature) > 256:
+            return None
         raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
-        sig = signature.decode("ascii") if isinstance(signature, bytes) else str(signature)
+        sig = signature.encode("ascii") if isinstance(signature, str) else bytes(signature)
     except (UnicodeError, TypeError, ValueError):
-        return None
-    if len(raw) > _MAX_HEADER or len(sig) > 256:
         return None
     sig = sig.strip().lower()
     matched = None
     for key in hmac_keys:
-        if key and hmac.compare_digest(_hmac_hex(raw, key), sig):
+        # Bytes on both sides: compare_digest refuses non-ASCII str, and is constant-time.
+        if key and hmac.compare_digest(_hmac_hex(raw, key).encode("ascii"), sig):
             matched = key
             break
     if matched is None:
@@ -71,9 +82,8 @@ def signed_unpack(
     if not isinstance(payload, dict) or not set(payload) <= _ALLOWED_KEYS:
         return None
     base_id, parent_id = payload.get("base_id"), payload.get("parent_id")
-    if not isinstance(base_id, str) or not base_id or len(base_id) > 128:
-        return None
-    if parent_id is not None and (not isinstance(parent_id, str) or len(parent_id) > 128):
+    # Ids end up in stores, queries and HTML: only what an id can look like is accepted.
+    if not _is_id(base_id) or (parent_id is not None and not _is_id(parent_id)):
         return None
     payload["hmac_key"] = matched
     return payload
