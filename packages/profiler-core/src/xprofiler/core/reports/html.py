@@ -242,6 +242,7 @@ def to_html(report: Report, *, nav: str = "", csp_meta: bool = True) -> str:
         f"{meta}"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
+        '<link rel="icon" href="data:,">'
         f"<title>trace {_e(report.base_id)} - xprofiler</title>"
         f"<style>{css}</style></head>\n<body>"
         f"{_header(report, nav)}\n"

@@ -264,6 +264,7 @@ class ViewerApp:
         css = _viewer_css()
         page = (
             f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<link rel="icon" href="data:,">'
             f"<title>{status} - xprofiler</title><style>{css}</style></head><body>"
             f"<h1>{status} {_e(_REASONS.get(status, 'Error'))}</h1>"
             f'<p class="xp-error">{_e(message)}</p>'
@@ -393,6 +394,7 @@ class ViewerApp:
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<meta name="referrer" content="no-referrer">'
+            '<link rel="icon" href="data:,">'
             f"<title>traces - xprofiler</title><style>{css}</style></head><body>"
             "<h1>Traces</h1>"
             f'<form class="xp-filters" method="get" action="{_e(base)}/" role="search">'
