@@ -511,8 +511,9 @@ def test_once_exits_1_when_a_source_fails(statsd: Any, prefix: str, tmp_path: Pa
     assert "mdb: FAILED (connection)" in res.stderr
 
 
-def test_run_stops_on_sigterm_after_finishing_the_poll_in_flight(
-    statsd: Any, prefix: str, tmp_path: Path, http_source: HttpSource
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_run_stops_on_a_signal_after_finishing_the_poll_in_flight(
+    statsd: Any, prefix: str, tmp_path: Path, http_source: HttpSource, signum: int
 ) -> None:
     polls = {"n": 0}
     lock = threading.Lock()
@@ -547,14 +548,14 @@ timeout = "450ms"
             time.sleep(0.01)
         assert polls["n"] >= 3, "the bridge never polled three times"
         time.sleep(0.05)  # the third poll is now in flight (the server delays 0.3 s)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert "SIGTERM received" in err
+    assert f"{signal.Signals(signum).name} received" in err
     # The poll in flight finished and was sent before the exit.
     g = f"{prefix}.profiler.traces"
     snap = statsd.wait_for(lambda s: s["gauges"].get(g) == 3)
@@ -619,6 +620,15 @@ def test_statsd_down_does_not_break_the_bridge(
         bridge.close()
     snap = statsd.wait_for(lambda s: s["gauges"].get(f"{prefix}.magnetodb.p.t.size") == 9)
     assert snap["gauges"][f"{prefix}.magnetodb.p.size"] == 9
+
+
+def test_unresolvable_statsd_host_is_a_clear_error(tmp_path: Path, http_source: HttpSource) -> None:
+    toml = tmp_path / "bridge.toml"
+    toml.write_text('[statsd]\nhost = "no-such-host.invalid"\n' + magnetodb_source(http_source.url))
+    res = _cli("once", "-c", str(toml))
+    assert res.returncode == 2
+    assert "cannot use StatsD at no-such-host.invalid:8125" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_json_body_in_env_is_never_logged(

@@ -13,7 +13,7 @@ from types import FrameType
 from . import __version__
 from .bridge import Bridge
 from .config import Config, load
-from .errors import ConfigError
+from .errors import BridgeError, ConfigError
 from .sender import RecordingSender
 
 EXIT_OK = 0
@@ -72,9 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "check":
         return _check(config)
-    if args.command == "once":
-        return _once(config, args.dry_run)
-    return _run(config)
+    try:
+        if args.command == "once":
+            return _once(config, args.dry_run)
+        return _run(config)
+    except BridgeError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _check(config: Config) -> int:

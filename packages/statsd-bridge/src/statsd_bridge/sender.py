@@ -19,10 +19,14 @@ from statsd.client.stream import StreamPipeline
 from statsd.client.udp import Pipeline
 
 from .config import StatsdTarget
-from .errors import REASON_SEND, PollError
+from .errors import REASON_SEND, BridgeError, PollError
 from .sources import Sample
 
 log = logging.getLogger(__name__)
+
+
+class StatsdTargetError(BridgeError):
+    """The StatsD target cannot be used at all (e.g. its host does not resolve)."""
 
 
 class Sender(Protocol):
@@ -140,14 +144,20 @@ class StatsdSender:
                 target.host, target.port, prefix=prefix, timeout=target.timeout, ipv6=target.ipv6
             )
         else:
-            self.client = _UDPClient(
-                target.host,
-                target.port,
-                prefix=prefix,
-                maxudpsize=target.max_datagram,
-                ipv6=target.ipv6,
-                max_rate=target.max_rate,
-            )
+            try:
+                self.client = _UDPClient(
+                    target.host,
+                    target.port,
+                    prefix=prefix,
+                    maxudpsize=target.max_datagram,
+                    ipv6=target.ipv6,
+                    max_rate=target.max_rate,
+                )
+            except OSError as exc:  # the library resolves the host when it is created
+                raise StatsdTargetError(
+                    f"cannot use StatsD at {target.host}:{target.port} over UDP: {exc}; "
+                    "check [statsd] host (and ipv6)"
+                ) from None
         # Sources are polled on their own threads. A TCP stream must not
         # interleave two batches, so a batch is written under a lock; UDP
         # datagrams stand alone, so sources' datagrams may interleave (and a
