@@ -8,7 +8,7 @@ never recorded.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -21,14 +21,38 @@ _original_request = requests.Session.request
 
 
 def _clean_url(url: Any) -> str:
+    """The URL without credentials, query or fragment (they may hold secrets)."""
     try:
         parts = urlsplit(str(url))
-        netloc = parts.hostname or ""
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
         if parts.port:
             netloc = f"{netloc}:{parts.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     except ValueError:
         return "<unparsable url>"
+
+
+def _secrets(url: Any) -> list[str]:
+    """Credential and query strings of ``url``, decoded and as written, longest first."""
+    try:
+        parts = urlsplit(str(url))
+        found = {parts.password, parts.query}
+        found |= {unquote(x) for x in found if x}
+        if parts.netloc and "@" in parts.netloc:
+            found.add(parts.netloc.rpartition("@")[0])
+    except ValueError:
+        return []
+    return sorted((x for x in found if x), key=len, reverse=True)
+
+
+def _error_info(exc: BaseException, url: Any) -> dict[str, Any]:
+    # requests quotes the whole URL in some errors (InvalidURL...): scrub what _clean_url
+    # leaves out before it is recorded.
+    message = _p.safe_repr_text(exc)
+    for secret in _secrets(url):
+        message = message.replace(secret, "***")
+    return {"etype": type(exc).__name__, "message": message}
 
 
 def _traced_request(self: requests.Session, method: str, url: Any, **kwargs: Any) -> Any:
@@ -43,7 +67,7 @@ def _traced_request(self: requests.Session, method: str, url: Any, **kwargs: Any
             kwargs["headers"] = headers
         response = _original_request(self, method, url, **kwargs)
     except BaseException as exc:
-        _p.stop_with_error(exc)
+        _p.stop(_error_info(exc, url), error=True)
         raise
     _p.stop({"response": {"status_code": response.status_code}})
     return response
