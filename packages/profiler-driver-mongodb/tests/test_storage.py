@@ -210,10 +210,21 @@ def test_a_lock_left_by_a_dead_writer_expires_and_a_live_one_is_waited_for(
     monkeypatch.setattr(driver_module, "_LOCK_WAIT", 0.3)
     with pytest.raises(DriverError, match="locked by another writer"):
         driver.notify(trace[2:4])
+    assert locks.count_documents({"_id": base_id}) == 1  # another writer's lock is left alone
     locks.delete_many({})
 
     locks.insert_one({"_id": base_id, "at": now - dt.timedelta(minutes=5)})  # a dead one
-    driver.notify(trace[2:])
+    driver.notify(trace[2:4])
+    assert locks.count_documents({}) == 0
+
+    # A lock this writer left when its connection broke between merge and unlock: taken back
+    # on the next attempt instead of waiting for it to go stale.
+    monkeypatch.setattr(driver_module, "_LOCK_WAIT", 5.0)
+    locks.insert_one({"_id": base_id, "at": now, "owner": driver._owner})
+    driver._orphan_locks.add(base_id)
+    began = time.monotonic()
+    driver.notify(trace[4:])
+    assert time.monotonic() - began < 5.0
     (row,) = driver.list_traces(TraceFilter())
     assert row == summarize(trace)
     assert locks.count_documents({}) == 0

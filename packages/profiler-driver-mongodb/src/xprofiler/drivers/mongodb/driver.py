@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -76,6 +77,8 @@ class MongoDBDriver(BaseDriver):
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._next_purge = 0.0
+        self._owner = uuid.uuid4().hex  # marks this instance's trace locks (see _upsert_summaries)
+        self._orphan_locks: set[str] = set()
         #: Optional server features found on first use: ``partial_index``, ``ttl_index`` (only
         #: with ``?ttl=``) and ``expr`` (once a ``min_duration`` filter ran). False means the
         #: driver uses its documented fallback.
@@ -163,9 +166,11 @@ class MongoDBDriver(BaseDriver):
                 )
         return docs
 
-    def _insert(self, col: Collection[dict[str, Any]], docs: list[dict[str, Any]]) -> None:
+    def _insert(self, col: Collection[dict[str, Any]], docs: list[dict[str, Any]]) -> set[int]:
+        """Insert the batch; returns the indexes of documents the server refused for good."""
         try:
             col.insert_many(docs, ordered=False)
+            return set()
         except BulkWriteError as exc:
             # A duplicate key is a point stored before (a retried batch): that is success.
             errors = exc.details.get("writeErrors", [])
@@ -181,6 +186,7 @@ class MongoDBDriver(BaseDriver):
                     e.get("code"),
                     str(e.get("errmsg", ""))[:200],
                 )
+            return {e["index"] for e in other}
 
     def _store_summaries(
         self,
@@ -216,7 +222,9 @@ class MongoDBDriver(BaseDriver):
             busy: set[str] = set()
             keys = list(pending)
             try:
-                locks.insert_many([{"_id": k, "at": now} for k in keys], ordered=False)
+                locks.insert_many(
+                    [{"_id": k, "at": now, "owner": self._owner} for k in keys], ordered=False
+                )
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if any(e.get("code") != _DUPLICATE_KEY for e in errors):
@@ -229,7 +237,11 @@ class MongoDBDriver(BaseDriver):
                         chunk = mine[start : start + _UPDATES_PER_COMMAND]
                         self._run_updates(col, [pending[k] for k in chunk])
                 finally:
-                    locks.delete_many({"_id": {"$in": mine}})
+                    try:
+                        locks.delete_many({"_id": {"$in": mine}, "owner": self._owner})
+                    except PyMongoError:
+                        self._orphan_locks.update(mine)  # taken back on the next attempt
+                        raise
                 for k in mine:
                     del pending[k]
             if pending:
@@ -238,9 +250,14 @@ class MongoDBDriver(BaseDriver):
                         f"MongoDB store {self.settings.safe_uri}: {len(pending)} trace summaries "
                         f"stayed locked by another writer for {_LOCK_WAIT:.0f}s; will retry"
                     )
-                # A writer that died holding a lock: its lock expires.
+                # A writer that died holding a lock: its lock expires after _LOCK_STALE. Ours,
+                # left when the connection broke between update and unlock, we take back now.
                 stale = now - dt.timedelta(seconds=_LOCK_STALE)
                 locks.delete_many({"_id": {"$in": list(busy)}, "at": {"$lt": stale}})
+                orphans = busy & self._orphan_locks
+                if orphans:
+                    locks.delete_many({"_id": {"$in": list(orphans)}, "owner": self._owner})
+                    self._orphan_locks -= orphans
                 time.sleep(delay)
                 delay = min(0.1, delay * 2)
 
@@ -275,18 +292,23 @@ class MongoDBDriver(BaseDriver):
         docs = self._documents(points)
         if not docs:
             return
-        summaries_of_batch = trace_summaries(docs)
         points_col, summaries = self._collections()
         with self._errors(f"storing {len(docs)} points"):
             # Points first: if the summaries fail, the batch is retried and the points already
             # stored are skipped as duplicates; the summary updates are idempotent.
-            self._insert(points_col, docs)
-            self._store_summaries(summaries, summaries_of_batch)
+            refused = self._insert(points_col, docs)
+            if refused:
+                docs = [d for i, d in enumerate(docs) if i not in refused]
+            if docs:
+                self._store_summaries(summaries, trace_summaries(docs))
         if self.settings.ttl_seconds is not None and self.server_features.get("ttl_index") is False:
             now = time.monotonic()
             if now >= self._next_purge:
                 self._next_purge = now + min(60.0, max(1.0, self.settings.ttl_seconds / 10))
-                self.purge_expired()
+                try:
+                    self.purge_expired()
+                except DriverError as exc:  # the batch is stored; expiry runs again later
+                    log.warning("xprofiler: deleting expired traces failed: %s", exc)
 
     def purge_expired(self) -> tuple[int, int]:
         """Delete points and trace summaries older than ``?ttl=``: (points, traces) deleted.
