@@ -9,14 +9,16 @@ One run, one throwaway influxd on 127.0.0.1 (from testing/realservers), three pa
    points written one ``driver.notify([point])`` call (one HTTP request) per point.
 2. Reads: ``list_traces()`` over those 5,000 traces (time and Python peak memory, which is
    what the driver holds: one row per trace), and ``get_report`` of one trace.
-3. Cardinality: 20,000 more traces (60,000 spans, 120,000 points) written with the driver's
-   schema (span id and event as tags: one series per point) and, for comparison, the same
-   points with the span id and event as fields (one series per trace and service/name/host);
-   series counts and influxd memory after each.
+3. Cardinality: 10,000 traces shaped like a web request (a wsgi span, two db spans: 3 spans,
+   6 points) written with the driver's schema (span id and event as tags: one series per
+   point, plus one index series per trace) and, for comparison, the same points with span id
+   and event as fields; series counts and influxd heap/RSS after a restart of influxd (so
+   the figures are the index rebuilt from disk, not write garbage), each against a restart
+   with the other database dropped.
 
 Usage::
 
-    python3 bench/bench_influxdb_ingest.py            # about a minute
+    python3 bench/bench_influxdb_ingest.py            # about two minutes
     python3 bench/bench_influxdb_ingest.py --quick    # a smoke run with fewer points
 
 Needs profiler-core and profiler-driver-influxdb installed (editable, from packages/), and
@@ -27,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 import tracemalloc
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +46,8 @@ import realservers  # noqa: E402
 from xprofiler.core.dispatcher import Dispatcher  # noqa: E402
 from xprofiler.core.points import TraceFilter  # noqa: E402
 from xprofiler.core.registry import load_driver  # noqa: E402
-from xprofiler.core.testing import make_trace  # noqa: E402
-from xprofiler.drivers.influxdb.lineproto import point_line  # noqa: E402
+from xprofiler.core.testing import make_point, make_trace  # noqa: E402
+from xprofiler.drivers.influxdb.lineproto import index_lines, point_line  # noqa: E402
 
 
 def influxql(server: Any, q: str, db: str | None = None) -> list[dict[str, Any]]:
@@ -60,10 +64,9 @@ def influxql(server: Any, q: str, db: str | None = None) -> list[dict[str, Any]]
 
 
 def scalar(server: Any, q: str, db: str) -> int:
+    """The sum of the last column over every series of the answer (0 for none)."""
     res = influxql(server, q, db)[0]
-    if "series" not in res:
-        return 0
-    return int(res["series"][0]["values"][0][-1])
+    return sum(int(v[-1]) for series in res.get("series", ()) for v in series["values"])
 
 
 def heap_in_use(server: Any) -> int:
@@ -121,27 +124,31 @@ def ingest(server: Any, base: str, n_traces: int, n_baseline: int) -> dict[str, 
     }
 
 
+def timed(fn: Any, repeat: int = 3) -> tuple[float, Any]:
+    """Median seconds of ``repeat`` calls, and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
 def reads(base: str, n_traces: int) -> dict[str, float]:
     drv = load_driver(f"{base}/bench_dispatch")
-    drv.list_traces(TraceFilter(limit=1))  # warm the connection
+    list_s, rows = timed(lambda: drv.list_traces(TraceFilter(limit=50)))
+    assert len(rows) == 50
     tracemalloc.start()
-    t0 = time.perf_counter()
-    rows = drv.list_traces(TraceFilter(limit=50))
-    list_s = time.perf_counter() - t0
+    drv.list_traces(TraceFilter(limit=50))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(rows) == 50
-    t0 = time.perf_counter()
-    filtered = drv.list_traces(TraceFilter(service="worker", limit=50, offset=100))
-    filt_s = time.perf_counter() - t0
+    filt_s, filtered = timed(
+        lambda: drv.list_traces(TraceFilter(service="worker", limit=50, offset=100))
+    )
     assert len(filtered) == 50
-    t0 = time.perf_counter()
-    since = drv.list_traces(TraceFilter(since=rows[10].start, limit=50))
-    since_s = time.perf_counter() - t0
+    since_s, since = timed(lambda: drv.list_traces(TraceFilter(since=rows[10].start, limit=50)))
     assert len(since) == 11, len(since)
-    t0 = time.perf_counter()
-    report = drv.get_report(rows[0].base_id)
-    report_s = time.perf_counter() - t0
+    report_s, report = timed(lambda: drv.get_report(rows[0].base_id))
     assert len(report) == 10
     drv.close()
     return {
@@ -154,46 +161,75 @@ def reads(base: str, n_traces: int) -> dict[str, float]:
     }
 
 
-def cardinality(server: Any, base: str, n_traces: int) -> dict[str, float]:
-    now = time.time_ns() - 2 * 3600 * 10**9
-    points = traces(n_traces, 3, now)
-    out: dict[str, float] = {"traces": n_traces, "spans": n_traces * 3, "points": len(points)}
-    heap0 = heap_in_use(server)
-    rss0 = server.rss_bytes()
+def web_traces(n: int, start: int) -> list[dict[str, Any]]:
+    """Traces shaped like a web request: a wsgi span with two db spans (same name) under it."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        base = uuid.uuid4().hex
+        t = start + i * 10_000
+        root, q1, q2 = f"{base[:8]}-r", f"{base[:8]}-q1", f"{base[:8]}-q2"
+        out += [
+            make_point(base, root, base, "start", "wsgi", t, service="api"),
+            make_point(base, q1, root, "start", "db", t + 10, service="api"),
+            make_point(base, q1, root, "stop", "db", t + 20, service="api"),
+            make_point(base, q2, root, "start", "db", t + 30, service="api"),
+            make_point(base, q2, root, "stop", "db", t + 40, service="api"),
+            make_point(base, root, base, "stop", "wsgi", t + 50, service="api"),
+        ]
+    return out
 
-    drv = load_driver(f"{base}/card_tags")
-    for i in range(0, len(points), 5000):
-        drv.notify(points[i : i + 5000])  # type: ignore[arg-type]
-    drv.close()
-    time.sleep(1)
-    out["tags_series"] = scalar(server, "SHOW SERIES EXACT CARDINALITY", "card_tags")
-    out["tags_heap"] = heap_in_use(server) - heap0
-    out["tags_rss"] = server.rss_bytes() - rss0
 
-    # The same points with span id and event as fields: fewer series, but two points of one
-    # trace with the same name, host and timestamp would overwrite each other.
-    influxql(server, 'CREATE DATABASE "card_fields"')
-    heap1 = heap_in_use(server)
-    rss1 = server.rss_bytes()
-    for i in range(0, len(points), 5000):
-        lines = []
-        for p in points[i : i + 5000]:
-            line = point_line(p, "trace_points")
-            head, fields, ts = line.split(" ")
-            tags = [t for t in head.split(",") if not t.startswith(("trace_id=", "event="))]
-            ev = f'event="{p["event"]}"'
-            lines.append(f"{','.join(tags)} {fields},{ev} {ts}")
-        body = ("\n".join(lines) + "\n").encode()
+def settled_memory(server: Any) -> tuple[int, int]:
+    """influxd heap in use and RSS right after a restart (index rebuilt from disk)."""
+    server.stop()
+    server.start()
+    time.sleep(3)
+    return heap_in_use(server), server.rss_bytes()
+
+
+def write_lines(server: Any, db: str, lines: list[str]) -> None:
+    for i in range(0, len(lines), 10_000):
+        body = ("\n".join(lines[i : i + 10_000]) + "\n").encode()
         req = urllib.request.Request(
-            f"http://{server.host}:{server.port}/write?db=card_fields&precision=n",
-            data=body,
-            method="POST",
+            f"http://{server.host}:{server.port}/write?db={db}&precision=n", data=body
         )
         urllib.request.urlopen(req, timeout=60).close()
-    time.sleep(1)
+
+
+def cardinality(server: Any, base: str, n_traces: int) -> dict[str, float]:
+    """Series and influxd memory for the driver's schema vs span id and event as fields."""
+    points = web_traces(n_traces, time.time_ns() - 2 * 3600 * 10**9)
+    out: dict[str, float] = {"traces": n_traces, "spans": n_traces * 3, "points": len(points)}
+    index = list(index_lines(points, "trace_points_by_trace"))
+    heap0, rss0 = settled_memory(server)
+
+    influxql(server, 'CREATE DATABASE "card_tags"')
+    lines = [point_line(p, "trace_points") for p in points] + index
+    t0 = time.perf_counter()
+    write_lines(server, "card_tags", lines)
+    out["tags_rate"] = len(lines) / (time.perf_counter() - t0)
+    out["tags_series"] = scalar(server, "SHOW SERIES EXACT CARDINALITY", "card_tags")
+    heap, rss = settled_memory(server)
+    out["tags_heap"], out["tags_rss"] = heap - heap0, rss - rss0
+    influxql(server, 'DROP DATABASE "card_tags"')
+
+    # Span id and event as fields: fewer series, but two points of one trace with the same
+    # name, host and timestamp would overwrite each other (the reason they are tags).
+    heap0, rss0 = settled_memory(server)
+    lines = []
+    for p in points:
+        head, fields, ts = point_line(p, "trace_points").split(" ")
+        tags = [t for t in head.split(",") if not t.startswith(("trace_id=", "event="))]
+        lines.append(f'{",".join(tags)} {fields},event="{p["event"]}" {ts}')
+    influxql(server, 'CREATE DATABASE "card_fields"')
+    lines += index
+    t0 = time.perf_counter()
+    write_lines(server, "card_fields", lines)
+    out["fields_rate"] = len(lines) / (time.perf_counter() - t0)
     out["fields_series"] = scalar(server, "SHOW SERIES EXACT CARDINALITY", "card_fields")
-    out["fields_heap"] = heap_in_use(server) - heap1
-    out["fields_rss"] = server.rss_bytes() - rss1
+    heap, rss = settled_memory(server)
+    out["fields_heap"], out["fields_rss"] = heap - heap0, rss - rss0
+    influxql(server, 'DROP DATABASE "card_fields"')
     return out
 
 
@@ -201,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer points (a smoke run)")
     args = parser.parse_args()
-    n_traces, n_baseline, n_card = (500, 500, 2000) if args.quick else (5000, 2000, 20000)
+    n_traces, n_baseline, n_card = (500, 500, 2000) if args.quick else (5000, 2000, 10000)
 
     with realservers.running("influxdb") as server:
         base = f"influxdb://{server.host}:{server.port}"
@@ -221,9 +257,9 @@ def main() -> None:
         q = reads(base, n_traces)
         print(f"\n== reads over {q['traces']:,} traces ({q['traces'] * 10:,} points)")
         print(
-            f"list_traces(limit=50):                    {q['list_s'] * 1000:7.1f} ms, "
-            f"Python peak {q['list_peak'] / 1024:,.0f} KiB "
-            f"({q['list_peak'] / q['traces']:.0f} B/trace)"
+            f"list_traces(limit=50):                    {q['list_s'] * 1000:7.1f} ms   "
+            f"(Python peak {q['list_peak'] / 1024:,.0f} KiB = "
+            f"{q['list_peak'] / q['traces']:.0f} B per trace scanned)"
         )
         print(f"list_traces(service=worker, offset=100):  {q['filtered_s'] * 1000:7.1f} ms")
         print(f"list_traces(since=<11th newest>):         {q['since_s'] * 1000:7.1f} ms")
@@ -236,10 +272,19 @@ def main() -> None:
         )
         for key, label in (("tags", "span id + event as tags"), ("fields", "as fields instead")):
             print(
-                f"{label:<26} {int(c[key + '_series']):>8,} series   influxd heap "
-                f"+{c[key + '_heap'] / 2**20:6.1f} MiB   RSS +{c[key + '_rss'] / 2**20:6.1f} MiB"
-                f"   ({c[key + '_heap'] / max(c[key + '_series'], 1):,.0f} B heap/series)"
+                f"{label:<24} {int(c[key + '_series']):>8,} series   influxd heap "
+                f"{c[key + '_heap'] / 2**20:+7.1f} MiB   RSS {c[key + '_rss'] / 2**20:+7.1f} MiB   "
+                f"write {c[key + '_rate']:>7,.0f} lines/s (10,000 per request)"
             )
+        extra = c["tags_series"] - c["fields_series"]
+        heap = c["tags_heap"] - c["fields_heap"]
+        rss = c["tags_rss"] - c["fields_rss"]
+        print(
+            f"the driver's schema costs {extra:,.0f} more series: heap {heap / 2**20:+.1f} MiB "
+            f"({heap / extra:,.0f} B/series), RSS {rss / 2**20:+.1f} MiB "
+            f"({rss / extra:,.0f} B/series); per trace ({c['spans'] / c['traces']:.0f} spans): "
+            f"{extra / c['traces']:.0f} more series"
+        )
 
 
 if __name__ == "__main__":

@@ -106,3 +106,31 @@ def auth_influxdb_server() -> Iterator[Any]:
         yield server
     finally:
         server.close()
+
+
+class _LimitedInfluxDBServer(InfluxDBServer):
+    """influxd with a tiny max-values-per-tag, to see the driver meet the limit."""
+
+    name = "influxdb"
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        assert self.workdir is not None
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(conf.read_text().replace("[data]\n", "[data]\n  max-values-per-tag = 20\n"))
+
+
+@pytest.fixture(scope="module")
+def limited_influxdb_server() -> Iterator[Any]:
+    server = _LimitedInfluxDBServer()
+    try:
+        server.start()
+    except ServerError as exc:
+        server.close()
+        if is_ci():
+            pytest.fail(f"influxdb (limited) server unavailable: {exc}", pytrace=False)
+        pytest.skip(f"influxdb (limited) server unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()

@@ -537,3 +537,19 @@ def test_credentials_are_used_and_a_wrong_password_is_a_clear_error(
     assert "does not allow" in str(info.value)
     assert "r3ader-s3cret" not in str(info.value)
     reader.close()
+
+
+def test_a_server_tag_value_limit_is_a_clear_error(limited_influxdb_server: Any) -> None:
+    # influxd checks max-values-per-tag (20 here, 100,000 by default) against the values it
+    # already holds, batch by batch.
+    srv = limited_influxdb_server
+    drv = load_driver(f"influxdb://u:s3cret@{srv.host}:{srv.port}/{uuid.uuid4().hex[:12]}")
+    first = make_trace(1)
+    drv.notify(first)
+    with pytest.raises(DriverError, match="max-values-per-tag") as info:
+        for _ in range(25):
+            drv.notify(make_trace(1))
+    assert "s3cret" not in str(info.value)
+    assert "README" in str(info.value)
+    assert len(drv.get_report(first[0]["base_id"])) == 2
+    drv.close()
