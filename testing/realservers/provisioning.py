@@ -63,7 +63,10 @@ class _Log:
     def __init__(self, name: str) -> None:
         catalog.logs_dir().mkdir(parents=True, exist_ok=True)
         self.path = catalog.logs_dir() / f"{name}.log"
-        self.path.write_text(f"=== provisioning {name} at {time.ctime()}\n")
+        if self.path.exists() and self.path.stat().st_size > 2_000_000:
+            self.path.unlink()  # keep the log bounded; the latest runs are what matter
+        with open(self.path, "a") as handle:
+            handle.write(f"\n=== provisioning {name} at {time.ctime()} (pid {os.getpid()})\n")
         self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
@@ -149,6 +152,7 @@ def _apt_install(packages: list[str], log: _Log) -> bool:
     with _APT_LOCK:
         missing = [p for p in packages if not _dpkg_installed(p)]
         if not missing:
+            log.write(f"already installed: {' '.join(packages)}")
             return False
         if not shutil.which("apt-get"):
             raise ProvisionError(f"apt-get not found; install {', '.join(missing)} by hand")
@@ -235,6 +239,7 @@ def _route_elasticsearch() -> Outcome:
             raise ProvisionError("no JDK 17-23 found for Elasticsearch 8", log.path)
     log.write(f"JDK for Elasticsearch: {java}")
     if catalog.is_complete(home):
+        log.write(f"cached: {home}")
         outcome.status = "cached"
         return outcome
     mvn = shutil.which("mvn")
@@ -301,6 +306,7 @@ def _route_mongodb() -> Outcome:
     log = _Log("mongodb")
     binary = catalog.ferretdb_binary()
     if binary.is_file() and _ferretdb_version(binary) == catalog.FERRETDB_VERSION:
+        log.write(f"cached: {binary}")
         outcome.status = "cached"
         return outcome
     go = shutil.which("go") or (
@@ -386,6 +392,7 @@ def _route_statsd() -> Outcome:
     if catalog.which_node() is None:
         _apt_install(["nodejs"], log)
     if catalog.is_complete(prefix) and (catalog.statsd_package_dir() / "stats.js").is_file():
+        log.write(f"cached: {prefix}")
         outcome.status = "cached"
         return outcome
     npm = shutil.which("npm")
@@ -419,6 +426,12 @@ def _route_statsd() -> Outcome:
     return outcome
 
 
+_INTENDED_VERSION = {
+    "elasticsearch": catalog.ELASTICSEARCH_VERSION,
+    "mongodb": f"FerretDB {catalog.FERRETDB_VERSION}",
+    "statsd": catalog.STATSD_VERSION,
+}
+
 _SINGLE_ROUTES = {
     "elasticsearch": _route_elasticsearch,
     "mongodb": _route_mongodb,
@@ -434,10 +447,10 @@ def _timed(name: str) -> Outcome:
     except ProvisionError as exc:
         if exc.log_path is None:
             exc.log_path = catalog.logs_dir() / f"{name}.log"
-        outcome = Outcome(name, error=exc)
+        outcome = Outcome(name, version=_INTENDED_VERSION[name], error=exc)
     except Exception as exc:  # report, never hide: unexpected errors keep their type
         error = ProvisionError(f"{type(exc).__name__}: {exc}", catalog.logs_dir() / f"{name}.log")
-        outcome = Outcome(name, error=error)
+        outcome = Outcome(name, version=_INTENDED_VERSION[name], error=error)
     outcome.seconds = time.monotonic() - started
     return outcome
 
