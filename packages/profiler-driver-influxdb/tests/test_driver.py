@@ -225,6 +225,40 @@ def test_points_older_than_the_policy_are_dropped_with_a_warning(
     drv.close()
 
 
+def test_expired_shards_take_their_series_with_them(
+    influx_base: str, db_name: str, influxql: Any
+) -> None:
+    # What bounds series cardinality: when a shard group of the policy expires, influxd drops
+    # its shards, and with them the series (span ids) only they held. DROP SHARD does now what
+    # retention enforcement does at expiry.
+    drv = load_driver(f"{influx_base}/{db_name}?retention=2h")  # shard groups of 1h
+    hour = 3600 * 10**9
+    now = time.time_ns()
+    old_start = (now // hour - 1) * hour + 60 * 10**9  # in the previous hour's shard
+    old = [p for i in range(20) for p in make_trace(2, start=old_start + i * 1000)]
+    new = [p for _ in range(5) for p in make_trace(2, start=now - 1000)]
+    drv.notify(old)
+    drv.notify(new)
+
+    def num_series() -> int:
+        (res,) = influxql("SHOW STATS FOR 'database'")
+        for series in res["series"]:
+            if series["tags"]["database"] == db_name:
+                return dict(zip(series["columns"], series["values"][0], strict=True))["numSeries"]
+        raise AssertionError("no stats for the database")
+
+    assert num_series() == 20 * 5 + 5 * 5  # per trace: 4 point series + 1 index series
+    (shards,) = influxql("SHOW SHARDS")
+    (ours,) = [s for s in shards["series"] if s["name"] == db_name]
+    cols = ours["columns"]
+    oldest = min(ours["values"], key=lambda r: r[cols.index("start_time")])
+    influxql(f"DROP SHARD {oldest[0]}")
+    assert num_series() == 5 * 5
+    assert drv.get_report(old[0]["base_id"]) == []
+    assert len(drv.list_traces()) == 5
+    drv.close()
+
+
 def test_a_missing_named_policy_is_a_clear_error(influx_base: str, db_name: str) -> None:
     drv = load_driver(f"{influx_base}/{db_name}?rp=nosuch")
     with pytest.raises(DriverError, match="no retention policy 'nosuch'"):
