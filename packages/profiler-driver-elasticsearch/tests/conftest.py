@@ -60,3 +60,9 @@ def es_url(elasticsearch_server: Any, prefix: str) -> str:
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def dropper() -> Any:
+    """``drop_store`` for module-scoped fixtures (conftest is not importable as a module)."""
+    return drop_store

@@ -31,19 +31,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from xprofiler.core.points import TraceFilter, TraceSummary
 
-__all__ = ["TraceLister", "SPAN_COUNT_EXACT_BELOW", "MAX_SERVICES_PER_ROW"]
+__all__ = ["TraceLister", "SPAN_COUNT_EXACT_BELOW", "RECOUNT_ABOVE", "MAX_SERVICES_PER_ROW"]
 
 log = logging.getLogger(__name__)
 
 Search = Callable[[dict[str, Any]], dict[str, Any]]
 
-# The cardinality aggregation counts exactly (up to rare hash collisions) below this many
-# distinct values per trace, approximately above it (40,000 is Elasticsearch's maximum).
+# The cardinality aggregation estimates the span count (exact for small traces; off by a few
+# in ten thousand for big ones). Rows on the returned page with more than RECOUNT_ABOVE spans
+# are recounted exactly up to SPAN_COUNT_EXACT_BELOW spans; above that the estimate stays.
 SPAN_COUNT_EXACT_BELOW = 40_000
+RECOUNT_ABOVE = 1_000
+_RECOUNT_PAGE = 10_000
 MAX_SERVICES_PER_ROW = 64
 _BATCH = 500
 _INITIAL_WINDOW_NS = 60 * 1_000_000_000
@@ -105,8 +109,38 @@ class TraceLister:
             lo = self._clip(min(nxt, hi) - width + 1, f.since)
         kept = [r for r in rows.values() if exhausted or r.start >= lo]
         kept.sort(key=lambda r: (r.start, r.base_id), reverse=True)
+        page = [self._exact_spans(r) for r in kept[f.offset : f.offset + f.limit]]
         log.debug("list_traces: %d searches, %d candidate traces", self.requests, len(seen))
-        return kept[f.offset : f.offset + f.limit]
+        return page
+
+    def _exact_spans(self, row: TraceSummary) -> TraceSummary:
+        """Recount the spans of a big trace exactly (the cardinality aggregation's hashes can
+        be off by a few in ten thousand); beyond SPAN_COUNT_EXACT_BELOW the estimate stays."""
+        if not RECOUNT_ABOVE < row.span_count <= SPAN_COUNT_EXACT_BELOW:
+            return row
+        count = 0
+        after: dict[str, Any] | None = None
+        while True:
+            comp: dict[str, Any] = {
+                "size": _RECOUNT_PAGE,
+                "sources": [{"t": {"terms": {"field": "trace_id"}}}],
+            }
+            if after is not None:
+                comp["after"] = after
+            resp = self._run(
+                {
+                    "size": 0,
+                    "query": {"term": {"base_id": row.base_id}},
+                    "aggs": {"spans": {"composite": comp}},
+                    "track_total_hits": False,
+                }
+            )
+            agg = resp.get("aggregations", {}).get("spans", {})
+            buckets = agg.get("buckets", [])
+            count += len(buckets)
+            after = agg.get("after_key")
+            if len(buckets) < _RECOUNT_PAGE or after is None:
+                return replace(row, span_count=count)
 
     @staticmethod
     def _clip(lo: int, since: int | None) -> int:
