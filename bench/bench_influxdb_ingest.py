@@ -19,6 +19,7 @@ One run, one throwaway influxd on 127.0.0.1 (from testing/realservers), three pa
 Usage::
 
     python3 bench/bench_influxdb_ingest.py            # about two minutes
+    python3 bench/bench_influxdb_ingest.py --tsi1     # the same with influxd's disk index
     python3 bench/bench_influxdb_ingest.py --quick    # a smoke run with fewer points
 
 Needs profiler-core and profiler-driver-influxdb installed (editable, from packages/), and
@@ -42,12 +43,29 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "testing"))
 
-import realservers  # noqa: E402
+from realservers.influxdb_server import InfluxDBServer  # noqa: E402
 from xprofiler.core.dispatcher import Dispatcher  # noqa: E402
 from xprofiler.core.points import TraceFilter  # noqa: E402
 from xprofiler.core.registry import load_driver  # noqa: E402
 from xprofiler.core.testing import make_point, make_trace  # noqa: E402
 from xprofiler.drivers.influxdb.lineproto import index_lines, point_line  # noqa: E402
+
+
+class BenchInfluxDBServer(InfluxDBServer):
+    """The test launcher's influxd; the write cache goes to disk after 2s without writes (so
+    memory after a restart is the series index, not points waiting in the cache), and
+    optionally the disk-based ``tsi1`` series index."""
+
+    tsi1 = False
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        assert self.workdir is not None
+        conf = self.workdir / "influxdb.conf"
+        extra = '  cache-snapshot-write-cold-duration = "2s"\n'
+        if self.tsi1:
+            extra += '  index-version = "tsi1"\n'
+        conf.write_text(conf.read_text().replace("[data]\n", "[data]\n" + extra))
 
 
 def influxql(server: Any, q: str, db: str | None = None) -> list[dict[str, Any]]:
@@ -180,7 +198,8 @@ def web_traces(n: int, start: int) -> list[dict[str, Any]]:
 
 
 def settled_memory(server: Any) -> tuple[int, int]:
-    """influxd heap in use and RSS right after a restart (index rebuilt from disk)."""
+    """influxd heap in use and RSS after a restart (the cache written out first)."""
+    time.sleep(4)  # > cache-snapshot-write-cold-duration: the points go to TSM files
     server.stop()
     server.start()
     time.sleep(3)
@@ -236,12 +255,21 @@ def cardinality(server: Any, base: str, n_traces: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer points (a smoke run)")
+    parser.add_argument(
+        "--tsi1", action="store_true", help='run influxd with index-version = "tsi1" (disk index)'
+    )
     args = parser.parse_args()
     n_traces, n_baseline, n_card = (500, 500, 2000) if args.quick else (5000, 2000, 10000)
 
-    with realservers.running("influxdb") as server:
+    server = BenchInfluxDBServer()
+    server.tsi1 = args.tsi1
+    with server:
         base = f"influxdb://{server.host}:{server.port}"
-        print(f"influxd {server.version} on 127.0.0.1:{server.port} (index: inmem, defaults)")
+        index = "tsi1" if args.tsi1 else "inmem"
+        print(
+            f"influxd {server.version} on 127.0.0.1:{server.port} "
+            f"(index: {index}; cache to disk after 2s cold; other settings default)"
+        )
         r = ingest(server, base, n_traces, n_baseline)
         print("\n== ingest (stored and counted back with SELECT COUNT)")
         print(
