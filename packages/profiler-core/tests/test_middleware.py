@@ -81,6 +81,8 @@ def seen_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> lis
     """Reports what the traced code saw: the trace (if any) and the server thread."""
     if environ.get("PATH_INFO") == "/fail":
         raise RuntimeError("handler failed")
+    if environ.get("PATH_INFO") == "/self-init" and profiler.get() is None:
+        profiler.init(KEY)  # an application that begins a trace on its own
     p = profiler.get()
     with Trace("inner"):
         pass
@@ -191,6 +193,16 @@ def test_wsgi_context_is_cleaned_after_each_request(store: Store, serve: Any) ->
         "type": "RuntimeError",
         "message": "handler failed",
     }
+
+
+def test_wsgi_trace_begun_by_the_app_does_not_leak_into_the_next_request(
+    store: Store, serve: Any
+) -> None:
+    url = serve(WsgiMiddleware(seen_app, hmac_keys=[KEY]))
+    own = requests.get(f"{url}/self-init", timeout=10).json()
+    after = requests.get(url, timeout=10).json()
+    assert own["traced"] and after["thread"] == own["thread"]
+    assert after["traced"] is False
 
 
 def test_wsgi_disabled_passes_through(store: Store, serve: Any) -> None:

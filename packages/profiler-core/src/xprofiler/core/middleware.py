@@ -54,9 +54,14 @@ class WsgiMiddleware:
             {X_TRACE_INFO: environ.get(_WSGI_INFO), X_TRACE_HMAC: environ.get(_WSGI_HMAC)},
             self.hmac_keys,
         )
-        if info is None and not self.start_new_traces:
-            return self.application(environ, start_response)
         saved = _p.current_frame()
+        if info is None and not self.start_new_traces:
+            try:
+                return self.application(environ, start_response)
+            finally:
+                # A trace the application began itself must not outlive the request on this
+                # (reused) server thread.
+                _p.set_frame(saved)
         if info is not None:
             prof = _p.init(info["hmac_key"], info["base_id"], info.get("parent_id"))
         else:
@@ -115,10 +120,13 @@ class AsgiMiddleware:
             except (AttributeError, UnicodeError):
                 continue
         info = trace_from_headers(headers, self.hmac_keys)
-        if info is None and not self.start_new_traces:
-            await self.app(scope, receive, send)
-            return
         saved = _p.current_frame()
+        if info is None and not self.start_new_traces:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _p.set_frame(saved)
+            return
         if info is not None:
             prof = _p.init(info["hmac_key"], info["base_id"], info.get("parent_id"))
         else:
