@@ -573,10 +573,7 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def _load_plugins(sub: Any) -> None:
-    if sys.version_info >= (3, 12):
-        from importlib import metadata as md
-    else:
-        import importlib_metadata as md
+    from importlib import metadata as md
     seen: set[tuple[str, str]] = set()
     for ep in md.entry_points(group=CLI_GROUP):
         if (ep.name, ep.value) in seen:

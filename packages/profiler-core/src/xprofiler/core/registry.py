@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 import threading
 from dataclasses import dataclass
+
+# The standard library's importlib.metadata has entry_points(group=...) and EntryPoint.dist
+# from Python 3.10 on, which is all we need: no backport dependency.
+from importlib import metadata as _md
 from typing import Any
 
 from .errors import DriverConflict, DriverError, DriverLibraryMissing, DriverNotFound
 from .uri import URL, parse_url
-
-if sys.version_info >= (3, 12):  # pragma: no cover - version dependent
-    from importlib import metadata as _md
-else:  # pragma: no cover - version dependent
-    import importlib_metadata as _md
 
 __all__ = [
     "DRIVER_GROUP",
