@@ -210,6 +210,19 @@ class Page:
                 clickCount=1,
             )
 
+    def key(self, key: str, code: int, text: str = "") -> None:
+        """Press and release a key in the focused element (as a keyboard would)."""
+        for kind in ("keyDown", "keyUp"):
+            params: dict[str, Any] = {
+                "type": kind,
+                "key": key,
+                "code": key,
+                "windowsVirtualKeyCode": code,
+            }
+            if text and kind == "keyDown":
+                params["text"] = text
+            self.cdp.call("Input.dispatchKeyEvent", **params)
+
     def problems(self) -> list[str]:
         """Script errors, CSP violations, failed loads and dialogs since the last open()."""
         out = []
@@ -469,6 +482,24 @@ def test_collapsing_and_expanding_a_subtree(browser: Page, report_file: Path) ->
     assert browser.js("document.querySelector('.xp-row .xp-badge').textContent") == "+4"
     browser.click("#xp-canvas .xp-row[data-i='0'] .xp-tw")
     browser.wait(f"{ROWS}.length === 5", "the tree to expand")
+
+
+def test_keyboard_and_find_move_the_selection(browser: Page, report_file: Path) -> None:
+    browser.open(report_file.as_uri())
+    browser.click("#xp-canvas .xp-row[data-i='1'] .xp-c-svc")
+    browser.key("ArrowDown", 40)
+    browser.wait("document.querySelector('#xp-details h2').textContent === 'db'", "ArrowDown")
+    browser.key("ArrowLeft", 37)  # a leaf: go to its parent
+    browser.wait(
+        f"document.querySelector('#xp-details h2').textContent === {json.dumps(EVIL)}",
+        "ArrowLeft to the parent",
+    )
+    browser.click("#xp-find")
+    browser.cdp.call("Input.insertText", text="never")
+    browser.key("Enter", 13, "\r")
+    browser.wait("document.querySelector('#xp-details h2').textContent === 'never-stopped'", "find")
+    assert "unfinished" in browser.js("document.getElementById('xp-details').textContent")
+    assert browser.problems() == []
 
 
 # -- a huge trace ---------------------------------------------------------------------------------

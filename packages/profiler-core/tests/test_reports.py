@@ -181,6 +181,18 @@ def test_html_of_a_huge_trace_stays_proportionate() -> None:
     assert 8 < (big_size - fixed) / (small_size - fixed) < 12
 
 
+def test_a_very_deep_trace_renders_in_every_format() -> None:
+    report = build_report("synthetic-trace", synthetic_points(5_000, fanout=1))
+    assert max(s.depth for s in report.spans()) == 4_999
+    rows = page_data(report)["spans"]
+    assert [r[0] for r in rows[:3]] == [-1, 0, 1] and rows[-1][0] == 4_998
+    assert to_dot(report).count(" -> ") == 5_000
+    deepest = to_osprofiler(report)["children"][0]
+    for _ in range(4_999):
+        deepest = deepest["children"][0]
+    assert deepest["children"] == []
+
+
 def test_orphans_carry_their_missing_parent_id() -> None:
     points = synthetic_points(3)
     for p in points:
