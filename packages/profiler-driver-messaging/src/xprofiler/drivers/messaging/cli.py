@@ -146,8 +146,7 @@ class Progress:
         self.out = out
         self.tty = out.isatty() if tty is None else tty
         self.interval = 0.5 if self.tty else interval
-        self._last = 0.0
-        self._shown = False
+        self._last: float | None = None  # the first tick always shows
 
     @staticmethod
     def line(collector: Collector) -> str:
@@ -163,7 +162,7 @@ class Progress:
 
     def tick(self, collector: Collector, *, final: bool = False) -> None:
         now = time.monotonic()
-        if not final and now - self._last < self.interval:
+        if not final and self._last is not None and now - self._last < self.interval:
             return
         self._last = now
         text = self.line(collector)
@@ -173,7 +172,6 @@ class Progress:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
             self.out.write(f"{stamp} {text}\n")
         self.out.flush()
-        self._shown = True
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
