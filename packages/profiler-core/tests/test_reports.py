@@ -378,3 +378,28 @@ def test_cli_unwritable_out_file_is_a_clear_error(
     code = main(["trace", "show", trace_id, "-c", store, "--html", "-o", str(out)])
     assert code == EXIT["error"]
     assert "cannot write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-duration", "nan"], "--min-duration must be between"),
+        (["--min-duration", "-1"], "--min-duration must be between"),
+        (["--limit", "10000000000000000000000"], "--limit is at most"),
+        (["--since", "9" * 400], "bad time"),
+    ],
+)
+def test_cli_list_bounds_are_usage_errors_not_store_failures(
+    store: str, trace_id: str, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["trace", "list", "-c", store, *args]) == EXIT["usage"]
+    assert message in capsys.readouterr().err
+
+
+def test_cli_list_times_beyond_the_store_range_are_clamped(
+    store: str, trace_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["trace", "list", "-c", store, "--since", "0001-01-01T00:00:00+01:00"]) == 0
+    assert trace_id in capsys.readouterr().out
+    assert main(["trace", "list", "-c", store, "--since", "9999-12-31T23:59:59-14:00"]) == 0
+    assert "no traces found" in capsys.readouterr().out

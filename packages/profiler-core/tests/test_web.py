@@ -182,6 +182,19 @@ def test_api_stats_window_is_parsed_and_capped(server: str) -> None:
     assert capped["window_seconds"] == MAX_WINDOW_SECONDS
     assert "duration like" in _error(_get(f"{server}/api/stats", params={"window": "soon"}), 400)
     assert "longer than zero" in _error(_get(f"{server}/api/stats", params={"window": "0"}), 400)
+    huge = _get(f"{server}/api/stats", params={"window": "9" * 400})
+    assert "too long" in _error(huge, 400)
+
+
+def test_times_outside_what_stores_hold_are_clamped_not_errors(
+    server: str, traces: dict[str, str]
+) -> None:
+    for since in ("0001-01-01T00:00:00+01:00", "1000000w"):
+        resp = _get(f"{server}/api/traces", params={"since": since})
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["traces"]) == 2
+    future = _get(f"{server}/api/traces", params={"since": "9999-12-31T23:59:59-14:00"})
+    assert future.status_code == 200 and future.json()["traces"] == []
 
 
 def test_api_stats_stops_at_the_trace_cap_and_says_so(store: str, traces: dict[str, str]) -> None:
@@ -244,6 +257,7 @@ def test_malformed_trace_id_is_400(server: str) -> None:
         ({"min_duration": "nan"}, "min_duration must be between"),
         ({"service": "x" * 300}, "longer than 256"),
         ({"colour": "red"}, "unknown query parameter 'colour'"),
+        ({"since": "9" * 400}, "since is too far back"),
     ],
 )
 def test_bad_query_parameters_are_400_with_a_reason(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -300,6 +301,10 @@ def _parse_time(value: str | None) -> int | None:
     """``2026-11-22T10:00:00`` (UTC unless an offset is given) or ``15m``/``2h`` ago."""
     if value is None:
         return None
+    bad = CLIError(
+        f"bad time {value!r}: use an ISO time like 2026-11-22T10:00 or an age like 15m, 2h",
+        EXIT["usage"],
+    )
     try:
         seconds = parse_duration(value)
     except URLError:
@@ -307,22 +312,31 @@ def _parse_time(value: str | None) -> int | None:
     else:
         import time
 
-        return time.time_ns() - int(seconds * 1e9)
+        if not math.isfinite(seconds):
+            raise bad
+        return _clamp_ns(time.time_ns() - int(seconds * 1e9))
     try:
         dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise CLIError(
-            f"bad time {value!r}: use an ISO time like 2026-11-22T10:00 or an age like 15m, 2h",
-            EXIT["usage"],
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1e9)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        stamp = dt.timestamp()
+    except (ValueError, OverflowError):
+        raise bad from None
+    return _clamp_ns(int(stamp * 1e9))
+
+
+def _clamp_ns(ns: int) -> int:
+    # Stores keep timestamps as signed 64-bit integers: stay inside, from the epoch on.
+    return max(0, min(ns, 2**63 - 1))
 
 
 def cmd_trace_list(args: argparse.Namespace) -> int:
     if args.limit < 1 or args.offset < 0:
         raise CLIError("--limit must be at least 1 and --offset not negative", EXIT["usage"])
+    if args.limit > 1_000_000 or args.offset > 2**62:
+        raise CLIError("--limit is at most 1000000 (page with --offset)", EXIT["usage"])
+    if args.min_duration is not None and not 0 <= args.min_duration <= 1e12:
+        raise CLIError("--min-duration must be between 0 and 1e12 milliseconds", EXIT["usage"])
     filters = TraceFilter(
         service=args.service,
         name=args.name,
@@ -574,6 +588,7 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 def _load_plugins(sub: Any) -> None:
     from importlib import metadata as md
+
     seen: set[tuple[str, str]] = set()
     for ep in md.entry_points(group=CLI_GROUP):
         if (ep.name, ep.value) in seen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -75,17 +76,20 @@ class Query:
         except URLError:
             pass
         else:
-            return time.time_ns() - int(seconds * 1e9)
+            if not math.isfinite(seconds):
+                raise BadRequest(f"{name} is too far back")
+            return _clamp(time.time_ns() - int(seconds * 1e9))
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            stamp = dt.timestamp()
+        except (ValueError, OverflowError):
             raise BadRequest(
                 f"{name} must be an ISO time like 2026-11-22T10:00 or an age like 15m or 2h, "
                 f"not {_show(value)}"
             ) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return int(dt.timestamp() * 1e9)
+        return _clamp(int(stamp * 1e9))
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value = self.values.get(name, "").strip() or default
@@ -105,7 +109,14 @@ class Query:
             ) from None
         if seconds <= 0:
             raise BadRequest(f"{name} must be longer than zero")
+        if not math.isfinite(seconds):
+            raise BadRequest(f"{name} is too long; write a duration like 1h or 7d")
         return seconds
+
+
+def _clamp(ns: int) -> int:
+    # Stores keep timestamps as signed 64-bit integers: stay inside, from the epoch on.
+    return max(0, min(ns, 2**63 - 1))
 
 
 def _show(value: str) -> str:
