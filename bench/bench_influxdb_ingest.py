@@ -10,11 +10,11 @@ One run, one throwaway influxd on 127.0.0.1 (from testing/realservers), three pa
 2. Reads: ``list_traces()`` over those 5,000 traces (time and Python peak memory, which is
    what the driver holds: one row per trace), and ``get_report`` of one trace.
 3. Cardinality: 10,000 traces shaped like a web request (a wsgi span, two db spans: 3 spans,
-   6 points) written with the driver's schema (span id and event as tags: one series per
-   point, plus one index series per trace) and, for comparison, the same points with span id
-   and event as fields; series counts and influxd heap/RSS after a restart of influxd (so
-   the figures are the index rebuilt from disk, not write garbage), each against a restart
-   with the other database dropped.
+   6 points) written with the driver's schema (span id as a tag: one series per span, plus
+   one index series per trace) and, for comparison, the same points with the span id only
+   as a field (one series per trace and span name); series counts and influxd heap/RSS
+   after a restart of influxd (so the figures are the index rebuilt from disk, not write
+   garbage), each against a restart with the other database dropped.
 
 Usage::
 
@@ -87,6 +87,13 @@ def scalar(server: Any, q: str, db: str) -> int:
     return sum(int(v[-1]) for series in res.get("series", ()) for v in series["values"])
 
 
+def count_points(server: Any, db: str) -> int:
+    """Stored trace points (a row holds a start, a stop, or both)."""
+    q = 'SELECT COUNT("start_id"), COUNT("stop_id") FROM "trace_points"'
+    res = influxql(server, q, db)[0]
+    return sum(int(v[1]) + int(v[2]) for series in res.get("series", ()) for v in series["values"])
+
+
 def heap_in_use(server: Any) -> int:
     res = influxql(server, "SHOW STATS FOR 'runtime'")[0]
     series = res["series"][0]
@@ -117,7 +124,7 @@ def ingest(server: Any, base: str, n_traces: int, n_baseline: int) -> dict[str, 
     elapsed = time.perf_counter() - began
     stats = disp.stats()
     disp.close()
-    stored = scalar(server, 'SELECT COUNT("id") FROM "trace_points"', "bench_dispatch") - 2
+    stored = count_points(server, "bench_dispatch") - 2
     assert stored == len(points), (stored, len(points))
     assert stats["dropped"] == 0 and stats["failed_batches"] == 0, stats
 
@@ -129,7 +136,7 @@ def ingest(server: Any, base: str, n_traces: int, n_baseline: int) -> dict[str, 
         drv.notify([p])  # one HTTP request per point
     b_elapsed = time.perf_counter() - b0
     drv.close()
-    b_stored = scalar(server, 'SELECT COUNT("id") FROM "trace_points"', "bench_single") - 2
+    b_stored = count_points(server, "bench_single") - 2
     assert b_stored == len(single), (b_stored, len(single))
     return {
         "points": len(points),
@@ -216,30 +223,30 @@ def write_lines(server: Any, db: str, lines: list[str]) -> None:
 
 
 def cardinality(server: Any, base: str, n_traces: int) -> dict[str, float]:
-    """Series and influxd memory for the driver's schema vs span id and event as fields."""
+    """Series and influxd memory for the driver's schema vs the span id as a field only."""
     points = web_traces(n_traces, time.time_ns() - 2 * 3600 * 10**9)
     out: dict[str, float] = {"traces": n_traces, "spans": n_traces * 3, "points": len(points)}
     index = list(index_lines(points, "trace_points_by_trace"))
     heap0, rss0 = settled_memory(server)
 
     influxql(server, 'CREATE DATABASE "card_tags"')
-    lines = [point_line(p, "trace_points") for p in points] + index
+    tag_lines = [point_line(p, "trace_points") for p in points] + index
     t0 = time.perf_counter()
-    write_lines(server, "card_tags", lines)
-    out["tags_rate"] = len(lines) / (time.perf_counter() - t0)
+    write_lines(server, "card_tags", tag_lines)
+    out["tags_rate"] = len(tag_lines) / (time.perf_counter() - t0)
     out["tags_series"] = scalar(server, "SHOW SERIES EXACT CARDINALITY", "card_tags")
     heap, rss = settled_memory(server)
     out["tags_heap"], out["tags_rss"] = heap - heap0, rss - rss0
     influxql(server, 'DROP DATABASE "card_tags"')
 
-    # Span id and event as fields: fewer series, but two points of one trace with the same
+    # The span id only as a field: fewer series, but two points of one trace with the same
     # name, host and timestamp would overwrite each other (the reason they are tags).
     heap0, rss0 = settled_memory(server)
     lines = []
     for p in points:
         head, fields, ts = point_line(p, "trace_points").split(" ")
-        tags = [t for t in head.split(",") if not t.startswith(("trace_id=", "event="))]
-        lines.append(f'{",".join(tags)} {fields},event="{p["event"]}" {ts}')
+        tags = [t for t in head.split(",") if not t.startswith("trace_id=")]
+        lines.append(f"{','.join(tags)} {fields} {ts}")
     influxql(server, 'CREATE DATABASE "card_fields"')
     lines += index
     t0 = time.perf_counter()
@@ -249,6 +256,14 @@ def cardinality(server: Any, base: str, n_traces: int) -> dict[str, float]:
     heap, rss = settled_memory(server)
     out["fields_heap"], out["fields_rss"] = heap - heap0, rss - rss0
     influxql(server, 'DROP DATABASE "card_fields"')
+
+    # Write rates are noisy here (2 shared cores): write each schema once more, keep the best.
+    for key, db, these in (("tags", "again_tags", tag_lines), ("fields", "again_fields", lines)):
+        influxql(server, f'CREATE DATABASE "{db}"')
+        t0 = time.perf_counter()
+        write_lines(server, db, these)
+        out[key + "_rate"] = max(out[key + "_rate"], len(these) / (time.perf_counter() - t0))
+        influxql(server, f'DROP DATABASE "{db}"')
     return out
 
 
@@ -298,11 +313,11 @@ def main() -> None:
             f"\n== cardinality: {c['traces']:,} traces, {c['spans']:,} spans, "
             f"{c['points']:,} points"
         )
-        for key, label in (("tags", "span id + event as tags"), ("fields", "as fields instead")):
+        for key, label in (("tags", "span id as a tag"), ("fields", "span id as a field")):
             print(
                 f"{label:<24} {int(c[key + '_series']):>8,} series   influxd heap "
                 f"{c[key + '_heap'] / 2**20:+7.1f} MiB   RSS {c[key + '_rss'] / 2**20:+7.1f} MiB   "
-                f"write {c[key + '_rate']:>7,.0f} lines/s (10,000 per request)"
+                f"write {c[key + '_rate']:>7,.0f} lines/s (10,000 per request, best of 2)"
             )
         extra = c["tags_series"] - c["fields_series"]
         heap = c["tags_heap"] - c["fields_heap"]

@@ -35,8 +35,9 @@ class TestInfluxDBConformanceWithRetention(NetworkDriverConformance):
     def test_points_land_in_the_policy(self, driver: Any, influxql: Any, db_name: str) -> None:
         points = make_trace(2)
         driver.notify(points)
-        res = influxql('SELECT COUNT("id") FROM "traces_7d"."trace_points"', db_name)
+        res = influxql('SELECT COUNT("span") FROM "traces_7d"."trace_points"', db_name)
         assert res[0]["series"][0]["values"][0][1] == len(points)
         assert (
-            "series" not in influxql('SELECT COUNT("id") FROM "autogen"."trace_points"', db_name)[0]
+            "series"
+            not in influxql('SELECT COUNT("span") FROM "autogen"."trace_points"', db_name)[0]
         )

@@ -131,11 +131,12 @@ def test_line_protocol_escapes_tags_and_fields() -> None:
     p = make_point("b", "s", "b", "start", 'a b,c=d"\n', 7, service="x", info={"q": '"'})
     p["project"] = 'p"\\'
     line = point_line(p, "trace_points")
-    assert line.startswith("trace_points,base_id=b,event=start,host=host-1,")
+    assert line.startswith("trace_points,base_id=b,host=host-1,")
     assert r"name=a\ b\,c\=d\"%0A," not in line  # quotes are literal in tags
     assert r'name=a\ b\,c\=d"%0A,' in line
-    assert r'project="p\"\\"' in line
-    assert r'info="{\"q\":\"\\\"\"}"' in line
+    assert r'start_project="p\"\\"' in line
+    assert r'start_info="{\"q\":\"\\\"\"}"' in line
+    assert "stop_" not in line and "event" not in line
     assert line.endswith(" 7")
     assert "\n" not in line
 
@@ -195,7 +196,7 @@ def test_retention_option_creates_then_alters_the_policy(
     d7 = load_driver(f"{influx_base}/{db_name}?retention=7d")
     d7.notify(make_trace(1))
     assert _policies(influxql, db_name)["xprofiler"] == "168h0m0s"
-    (res,) = influxql('SELECT COUNT("id") FROM "xprofiler"."trace_points"', db_name)
+    (res,) = influxql('SELECT COUNT("span") FROM "xprofiler"."trace_points"', db_name)
     assert res["series"][0]["values"][0][1] == 2
     d7.close()
     d14 = load_driver(f"{influx_base}/{db_name}?retention=14d")
@@ -247,13 +248,13 @@ def test_expired_shards_take_their_series_with_them(
                 return dict(zip(series["columns"], series["values"][0], strict=True))["numSeries"]
         raise AssertionError("no stats for the database")
 
-    assert num_series() == 20 * 5 + 5 * 5  # per trace: 4 point series + 1 index series
+    assert num_series() == 20 * 3 + 5 * 3  # per trace: a series per span + 1 index series
     (shards,) = influxql("SHOW SHARDS")
     (ours,) = [s for s in shards["series"] if s["name"] == db_name]
     cols = ours["columns"]
     oldest = min(ours["values"], key=lambda r: r[cols.index("start_time")])
     influxql(f"DROP SHARD {oldest[0]}")
-    assert num_series() == 5 * 5
+    assert num_series() == 5 * 3
     assert drv.get_report(old[0]["base_id"]) == []
     assert len(drv.list_traces()) == 5
     drv.close()

@@ -28,7 +28,7 @@ from xprofiler.core.points import Point, TraceFilter, TraceSummary
 from xprofiler.core.protocol import BaseDriver
 from xprofiler.core.uri import URL, URLError, parse_duration
 
-from .lineproto import BadPoint, decode_tag, encode_tag, index_lines, point_line, row_to_point
+from .lineproto import BadPoint, decode_tag, encode_tag, index_lines, point_line, row_to_points
 
 __all__ = ["InfluxDBDriver", "Options", "parse_options"]
 
@@ -528,10 +528,7 @@ class InfluxDBDriver(BaseDriver):
             ):
                 cols = series["columns"]
                 for values in series.get("values", ()):
-                    row = dict(zip(cols, values, strict=False))
-                    if row.get("id") is None:
-                        continue  # a row of some other writer's fields
-                    out.append(row_to_point(row))  # type: ignore[arg-type]
+                    out.extend(row_to_points(dict(zip(cols, values, strict=False))))  # type: ignore[arg-type]
         except _NoDatabase:
             return []
         return out
@@ -684,7 +681,7 @@ class InfluxDBDriver(BaseDriver):
             clause, bound = _any_of("base_id", group, "b")
             m = self._from
             stmts = [
-                self._select('FIRST("id"), "name"', ["\"event\" = 'start'", clause]),
+                self._select('FIRST("start_id"), "name"', [clause]),
                 self._select('LAST("n")', [clause], index=True),
                 self._select('COUNT(DISTINCT("span"))', [clause]),
                 f'SHOW TAG VALUES FROM {m} WITH KEY = "base_id" WHERE "error" = \'true\' AND '
@@ -725,7 +722,7 @@ class InfluxDBDriver(BaseDriver):
                 need_first.append(key)  # a stop point is the earliest: rare, ask for it
         for group in _chunks(need_first, IDS_PER_STATEMENT):
             clause, bound = _any_of("base_id", group, "b")
-            q = self._select('FIRST("id"), "name"', [clause])
+            q = self._select('FIRST("span"), "name"', [clause])
             for _sid, series in self._query_iter(q, bound, doing="summarise traces in"):
                 d = detail.get(series.get("tags", {}).get("base_id", ""))
                 for values in series.get("values", ()) if d is not None else ():

@@ -1,19 +1,24 @@
 """Trace points as InfluxDB line protocol, and back.
 
-Schema (one measurement, default ``trace_points``)::
+Schema (one measurement, default ``trace_points``; one line per point)::
 
-    trace_points,base_id=..,error=true,event=start,host=..,name=..,service=..,trace_id=..
-        id="..",info="{json}",parent_id="..",project="..",span=".."  <timestamp>
+    trace_points,base_id=..,[error=true,]host=..,name=..,service=..,trace_id=..
+        span="..",start_id="..",start_info="{json}",start_parent_id="..",start_project=".."
+        <timestamp>
 
-* Tags are what is filtered on or makes a point unique: ``base_id`` (the trace), ``trace_id``
-  (the span) and ``event`` (start/stop) make every point its own series, so two points with the
-  same timestamp never overwrite each other, and re-delivering a point rewrites the same
-  series+time (idempotent). ``service``, ``name``, ``host`` and ``error`` (only written when
-  true) depend on the span, so they add no series.
+  (a stop point writes ``stop_id``, ``stop_info``, ``stop_parent_id``, ``stop_project``).
+
+* Tags are what is filtered on or makes a point unique: ``base_id`` (the trace) and
+  ``trace_id`` (the span) give each span its own series, so points of different spans never
+  overwrite each other, whatever their timestamps. A span's start and stop share the series;
+  their fields are named after the event, so if both fall in the same nanosecond InfluxDB
+  merges them into one row that still holds both (it merges fields of a series+time), and
+  re-delivering a point rewrites the same fields (idempotent). ``service``, ``name``,
+  ``host`` and ``error`` (written only when true) depend on the span, so they add no series.
 * A second measurement, ``<measurement>_by_trace``, has one series per trace (tag
   ``base_id``) and, per batch, an entry at the trace's earliest and latest point
   (:func:`index_lines`): ``list_traces`` finds starts and ends there, touching one series per
-  trace instead of two per span.
+  trace instead of one per span.
 * Line protocol cannot carry a newline in a tag, and its backslash rules make a tag value
   ending in a backslash ambiguous. Tag values are therefore stored with ``%``, ``\\`` and
   control characters percent-encoded (UTF-8 bytes, ``%0A`` for a newline); everything else,
@@ -22,7 +27,7 @@ Schema (one measurement, default ``trace_points``)::
   as line protocol asks. Line protocol has no empty tag values: an empty string is stored
   as a lone ``%`` (which no non-empty string encodes to), so every point has every tag.
 * Fields hold the rest exactly: string fields escape ``\\`` and ``"`` (newlines are allowed
-  inside quoted strings); ``info`` is a JSON string (ASCII-only, so any str round-trips);
+  inside quoted strings); ``*_info`` is a JSON string (ASCII-only, so any str round-trips);
   ``span`` repeats the span id as a field because ``COUNT(DISTINCT ..)`` works on fields only.
 """
 
@@ -43,7 +48,7 @@ __all__ = [
     "escape_field_string",
     "point_line",
     "index_lines",
-    "row_to_point",
+    "row_to_points",
 ]
 
 # InfluxDB's valid time range (models.MinNanoTime / MaxNanoTime).
@@ -56,7 +61,7 @@ MAX_TAG_BYTES = 16_384
 # never produced for a non-empty string, whose "%" become "%25").
 EMPTY = "%"
 
-TAG_KEYS = ("base_id", "error", "event", "host", "name", "service", "trace_id")  # sorted
+TAG_KEYS = ("base_id", "error", "host", "name", "service", "trace_id")  # sorted
 
 _TAG_UNSAFE = re.compile(r"[%\\\x00-\x1f\x7f]")
 _TAG_SPECIAL = re.compile(r"[%\\\x00-\x1f\x7f, =]")
@@ -138,7 +143,6 @@ def point_line(p: Any, measurement: str, divisor: int = 1) -> str:
     tags = [f"base_id={_tag(p['base_id'])}"]
     if p["error"]:
         tags.append("error=true")
-    tags.append(f"event={p['event']}")
     for key in ("host", "name", "service", "trace_id"):
         tags.append(f"{key}={_tag(p[key])}")
     series = ",".join(tags)
@@ -150,12 +154,13 @@ def point_line(p: Any, measurement: str, divisor: int = 1) -> str:
     except (TypeError, ValueError) as exc:
         raise BadPoint(f"point key 'info' is not JSON-serialisable: {exc}") from None
     ts = p["timestamp"] if divisor == 1 else p["timestamp"] // divisor
+    ev = p["event"]
     return (
-        f"{measurement},{series} id={escape_field_string(p['id'])},"
-        f"info={escape_field_string(info_json)},"
-        f"parent_id={escape_field_string(p['parent_id'])},"
-        f"project={escape_field_string(p['project'])},"
-        f"span={escape_field_string(p['trace_id'])} {ts}"
+        f"{measurement},{series} span={escape_field_string(p['trace_id'])},"
+        f"{ev}_id={escape_field_string(p['id'])},"
+        f"{ev}_info={escape_field_string(info_json)},"
+        f"{ev}_parent_id={escape_field_string(p['parent_id'])},"
+        f"{ev}_project={escape_field_string(p['project'])} {ts}"
     )
 
 
@@ -186,19 +191,24 @@ def index_lines(points: Iterable[Any], measurement: str, divisor: int = 1) -> It
             yield f"{measurement},base_id={tag} n=1i {hi_t}"
 
 
-def row_to_point(row: dict[str, Any]) -> dict[str, Any]:
-    """A point from one ``SELECT *`` row (time in ns, tags still in stored form)."""
-    return {
-        "id": row["id"],
-        "base_id": decode_tag(row.get("base_id")),
-        "trace_id": decode_tag(row.get("trace_id")),
-        "parent_id": row.get("parent_id") or "",
-        "event": decode_tag(row.get("event")),
-        "name": decode_tag(row.get("name")),
-        "timestamp": int(row["time"]),
-        "service": decode_tag(row.get("service")),
-        "project": row.get("project") or "",
-        "host": decode_tag(row.get("host")),
-        "error": row.get("error") == "true",
-        "info": json.loads(row["info"]) if row.get("info") else {},
-    }
+def row_to_points(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The points of one ``SELECT *`` row: a start, a stop, or both (same span, same time)."""
+    for event in ("start", "stop"):
+        point_id = row.get(f"{event}_id")
+        if point_id is None:
+            continue
+        info = row.get(f"{event}_info")
+        yield {
+            "id": point_id,
+            "base_id": decode_tag(row.get("base_id")),
+            "trace_id": decode_tag(row.get("trace_id")),
+            "parent_id": row.get(f"{event}_parent_id") or "",
+            "event": event,
+            "name": decode_tag(row.get("name")),
+            "timestamp": int(row["time"]),
+            "service": decode_tag(row.get("service")),
+            "project": row.get(f"{event}_project") or "",
+            "host": decode_tag(row.get("host")),
+            "error": row.get("error") == "true",
+            "info": json.loads(info) if info else {},
+        }
