@@ -10,7 +10,7 @@ import time
 from types import FrameType
 from typing import Any, TextIO
 
-from xprofiler.core.cli import EXIT, CLIError
+from xprofiler.core.cli import EXIT
 from xprofiler.core.errors import (
     DriverError,
     DriverLibraryMissing,
@@ -174,10 +174,27 @@ class Progress:
         self.out.flush()
 
 
+class _Exit(Exception):
+    """A clean failure: the message for stderr and the exit code. (Not core's CLIError: under
+    ``python -m xprofiler.core.cli`` core's module runs as __main__ and catches its own copy.)"""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
+    try:
+        return _collect(args)
+    except _Exit as exc:
+        print(f"profiler: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def _collect(args: argparse.Namespace) -> int:
     bus = args.bus or os.environ.get("PROFILER_CONNECTION_STRING")
     if not bus:
-        raise CLIError(
+        raise _Exit(
             "say which bus to read: --from redis://host:6379/0 (or set "
             "$PROFILER_CONNECTION_STRING)",
             EXIT["usage"],
@@ -185,7 +202,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         config = parse_bus_url(bus)
     except (URLError, DriverError) as exc:
-        raise CLIError(f"bad --from connection string: {exc}", EXIT["usage"]) from None
+        raise _Exit(f"bad --from connection string: {exc}", EXIT["usage"]) from None
     options = CollectorOptions(
         group=args.group,
         name=args.name,
@@ -198,18 +215,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         collector = Collector(config, args.store, options)
     except URLError as exc:
-        raise CLIError(f"bad --to connection string: {exc}", EXIT["usage"]) from None
+        raise _Exit(f"bad --to connection string: {exc}", EXIT["usage"]) from None
     except (DriverNotFound, DriverLibraryMissing) as exc:
-        raise CLIError(str(exc), EXIT["driver"]) from None
+        raise _Exit(str(exc), EXIT["driver"]) from None
     except DriverError as exc:
-        raise CLIError(str(exc), EXIT["usage"]) from None
+        raise _Exit(str(exc), EXIT["usage"]) from None
     try:
         try:
             collector.ensure_group()
         except StoreUnavailable as exc:
-            raise CLIError(str(exc), EXIT["store"]) from None
+            raise _Exit(str(exc), EXIT["store"]) from None
         except DriverError as exc:
-            raise CLIError(str(exc), EXIT["store"]) from None
+            raise _Exit(str(exc), EXIT["store"]) from None
         progress = None if args.quiet else Progress(sys.stderr, interval=args.progress_interval)
         if progress is not None:
             collector.on_tick = progress.tick
