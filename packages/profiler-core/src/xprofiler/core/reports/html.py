@@ -71,7 +71,9 @@ def _utc(ns: int | None) -> str:
 @functools.cache
 def asset(name: str) -> str:
     """The text of a bundled asset (``report.css``, ``report.js``, ``viewer.css``)."""
-    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+    return (
+        resources.files(__package__).joinpath("assets").joinpath(name).read_text(encoding="utf-8")
+    )
 
 
 def _sha256(text: str) -> str:

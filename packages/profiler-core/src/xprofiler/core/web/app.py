@@ -67,7 +67,7 @@ class HTTPError(Exception):
 
 @functools.cache
 def _viewer_css() -> str:
-    return resources.files(__package__).joinpath("assets", "viewer.css").read_text("utf-8")
+    return resources.files(__package__).joinpath("assets").joinpath("viewer.css").read_text("utf-8")
 
 
 def _e(value: Any) -> str:
