@@ -420,8 +420,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "this port can read every stored trace (arguments and results included)",
             file=sys.stderr,
         )
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in str(host) else host
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{host}]" if ":" in host else host
     print(
         f"profiler: serving traces from {app.driver.url} on http://{shown}:{port}/ "
         "(Ctrl-C to stop)",
