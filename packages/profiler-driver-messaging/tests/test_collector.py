@@ -269,3 +269,33 @@ def test_the_web_viewer_shows_the_collectors_counters(
     assert store["group"]["pending"] == 0
     assert [c["name"] for c in store["collectors"]] == ["c-web"]
     assert store["collectors"][0]["points"] == len(points)
+
+
+def test_a_collector_rides_out_a_redis_restart(
+    redis_server: Any, stream: str, sqlite_store: str, sqlite_path: Any
+) -> None:
+    from xp_messaging_helpers import wait_for
+
+    url = bus_url(redis_server, stream, sqlite_store, timeout="1s", connect_timeout="1s")
+    producer = load_driver(url)
+    collector = Collector(url, options=CollectorOptions(retry_max=0.2, **FAST))
+    collector.ensure_group()
+    runner = threading.Thread(target=collector.run, daemon=True)
+    runner.start()
+    try:
+        before = [p for _ in range(5) for p in make_trace(3)]
+        producer.notify(before)
+        wait_for("the first points", lambda: sqlite_count(sqlite_path) == len(before))
+        with redis_server.down():
+            wait_for("the collector to notice", lambda: collector.counters.bus_errors > 0)
+            assert collector.state == "bus failing"
+        after = [p for _ in range(5) for p in make_trace(3)]
+        producer.notify(after)
+        wait_for("the points sent after the restart", lambda: sqlite_count(sqlite_path) == 60)
+        assert collector.state == "running"
+    finally:
+        collector.stop()
+        runner.join(10)
+        collector.close()
+        producer.close()
+    assert not runner.is_alive()

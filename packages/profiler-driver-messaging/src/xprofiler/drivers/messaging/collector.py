@@ -173,12 +173,25 @@ class Collector:
                     if not got and drain and self._drained():
                         break
                 except (redis.RedisError, DriverError) as exc:
+                    self.counters.bus_errors += 1
+                    if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                        # Redis came back without its data (no persistence): start over.
+                        self._error(
+                            "the consumer group is gone (Redis lost its data?); recreating it"
+                        )
+                        self._retry(self.ensure_group)
+                        continue
                     if isinstance(exc, redis.RedisError):
                         exc = bus_error(self.config, "read the stream", exc)
-                    self.counters.bus_errors += 1
-                    self._error(str(exc))
+                    if self.state != "bus failing":
+                        self._error(str(exc))
+                    self.state = "bus failing"
                     backoff = min(self.options.retry_max, max(0.1, backoff * 2))
                     self._stop.wait(backoff)
+                    continue
+                if self.state == "bus failing":
+                    log.warning("collector %s: the bus %s is back", self.name, self.config.where)
+                    self.state = "running"
         finally:
             self.state = "stopped"
             try:
@@ -187,6 +200,14 @@ class Collector:
             except redis.RedisError:
                 pass
             self._publish(final=True)
+
+    def _retry(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except DriverError as exc:
+            self.counters.bus_errors += 1
+            self._error(str(exc))
+            self._stop.wait(self.options.retry_max)
 
     def drain(self, timeout: float = 60.0) -> None:
         """Process everything on the bus now (tests, benchmarks, one-shot jobs)."""
