@@ -131,7 +131,7 @@ def _when(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def _can_encode(stream: TextIO, text: str) -> bool:
+def _can_encode(stream: TextIO | _EncodingProxy, text: str) -> bool:
     try:
         text.encode(stream.encoding or "ascii")
     except (UnicodeEncodeError, LookupError):
@@ -144,7 +144,7 @@ def _clean(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
-def render_tree(report: Report, out: TextIO) -> None:
+def render_tree(report: Report, out: TextIO | _EncodingProxy) -> None:
     fancy = _can_encode(out, "├─│└…✗")
     tee, last, pipe, blank = ("├─ ", "└─ ", "│  ", "   ") if fancy else ("|- ", "`- ", "|  ", "   ")
     start = report.start or 0
