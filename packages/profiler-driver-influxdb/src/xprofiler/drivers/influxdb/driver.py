@@ -209,12 +209,12 @@ class InfluxDBDriver(BaseDriver):
                     self._client = InfluxDBClient(
                         host=self.url.host or "127.0.0.1",
                         port=self.url.port or DEFAULT_PORT,
-                        username=self.url.username,  # type: ignore[arg-type]
-                        password=self.url.password,  # type: ignore[arg-type]
+                        username=self.url.username,
+                        password=self.url.password,
                         database=o.database,
                         ssl=self._ssl,
                         verify_ssl=o.verify,
-                        timeout=(o.connect_timeout, o.timeout),  # type: ignore[arg-type]
+                        timeout=(o.connect_timeout, o.timeout),
                         retries=1,  # one attempt: the dispatcher owns retrying
                         headers={"Accept": "application/json"},
                     )
@@ -232,9 +232,12 @@ class InfluxDBDriver(BaseDriver):
             reason = "connection failed (refused, reset or unresolvable)"
         elif isinstance(exc, InfluxDBServerError):
             reason = f"server error: {self._safe(exc)}"
+        after = (
+            " (the dispatcher keeps the points and retries)" if doing.startswith("write") else ""
+        )
         return StoreUnavailable(
             f"cannot {doing} InfluxDB at {self._where()}: {reason}; check that influxd is "
-            f"running and reachable (points are kept and retried by the dispatcher)"
+            f"running and reachable{after}"
         )
 
     def _safe(self, exc: BaseException) -> str:
@@ -275,11 +278,12 @@ class InfluxDBDriver(BaseDriver):
     def _request(self, doing: str, **kwargs: Any) -> requests.Response:
         client = self._get_client()
         try:
-            return client.request(**kwargs)
+            resp: requests.Response = client.request(**kwargs)
         except (requests.exceptions.RequestException, InfluxDBServerError) as exc:
             raise self._unavailable(exc, doing) from None
         except InfluxDBClientError as exc:
             raise self._client_error(exc, doing) from None
+        return resp
 
     def _query_iter(
         self, q: str, params: dict[str, Any] | None = None, *, doing: str = "query"
@@ -315,7 +319,13 @@ class InfluxDBDriver(BaseDriver):
                 for line in resp.iter_lines():
                     if not line:
                         continue
-                    chunk = json.loads(line)
+                    try:
+                        chunk = json.loads(line)
+                    except ValueError:
+                        raise DriverError(
+                            f"InfluxDB at {self._where()} sent an answer that is not JSON while "
+                            f"trying to {doing}; is this an InfluxDB 1.x HTTP endpoint?"
+                        ) from None
                     if chunk.get("error"):
                         raise DriverError(
                             f"InfluxDB at {self._where()} failed to {doing}: {chunk['error']}"
