@@ -93,7 +93,7 @@ class _BoundedRepr(reprlib.Repr):
             return repr(x)
         return repr(x[: self.maxstring]) + "..."
 
-    repr_bytearray = repr_bytes  # type: ignore[assignment]
+    repr_bytearray = repr_bytes
 
 
 _reprlib = _BoundedRepr()

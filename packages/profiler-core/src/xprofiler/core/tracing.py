@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import keyword
+import logging
+import types
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,6 +23,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
 
 _TRACED = "__xprofiler_traced__"
+
+log = logging.getLogger(__name__)
 
 
 def _func_name(f: Callable[..., Any]) -> str:
@@ -68,47 +73,276 @@ def trace(
             if not allow_multiple_trace:
                 raise ValueError(f"{_func_name(f)} is already traced")
         fname = _func_name(f)
-        ctx_get = _p.ctx_get
-        start, stop, stop_err = _p.start, _p.stop, _p.stop_with_error
-
         if inspect.isasyncgenfunction(f):
             wrapper: Any = _wrap_async_gen(f, name, fname, info, hide_args, hide_result)
         elif inspect.isgeneratorfunction(f):
             wrapper = _wrap_gen(f, name, fname, info, hide_args, hide_result)
-        elif inspect.iscoroutinefunction(f):
-
-            @functools.wraps(f)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if ctx_get() is None:
-                    return await f(*args, **kwargs)
-                start(name, _start_info(fname, info, hide_args, args, kwargs))
-                try:
-                    result = await f(*args, **kwargs)
-                except BaseException as exc:
-                    stop_err(exc)
-                    raise
-                stop(_result_info(hide_result, result))
-                return result
-
         else:
-
-            @functools.wraps(f)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if ctx_get() is None:
-                    return f(*args, **kwargs)
-                start(name, _start_info(fname, info, hide_args, args, kwargs))
-                try:
-                    result = f(*args, **kwargs)
-                except BaseException as exc:
-                    stop_err(exc)
-                    raise
-                stop(_result_info(hide_result, result))
-                return result
+            is_async = inspect.iscoroutinefunction(f)
+            wrapper = _fast_wrapper(f, is_async, name, fname, info, hide_args, hide_result)
+            if wrapper is None:
+                wrapper = _generic_wrapper(f, is_async, name, fname, info, hide_args, hide_result)
 
         setattr(wrapper, _TRACED, True)
         return wrapper  # type: ignore[no-any-return]
 
     return decorator
+
+
+def _generic_wrapper(
+    f: Callable[..., Any],
+    is_async: bool,
+    name: str,
+    fname: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    hide_result: bool,
+) -> Callable[..., Any]:
+    """``(*args, **kwargs)`` wrappers: for callables whose parameters cannot be read off a
+    plain function's code (builtins, partials, callable objects...)."""
+    ctx_get = _p.ctx_get
+    start, stop, stop_err = _p.start, _p.stop, _p.stop_with_error
+
+    if is_async:
+
+        @functools.wraps(f)
+        async def awrapper(*args: Any, **kwargs: Any) -> Any:
+            if ctx_get() is None:
+                return await f(*args, **kwargs)
+            start(name, _start_info(fname, info, hide_args, args, kwargs))
+            try:
+                result = await f(*args, **kwargs)
+            except BaseException as exc:
+                stop_err(exc)
+                raise
+            stop(_result_info(hide_result, result))
+            return result
+
+        return awrapper
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if ctx_get() is None:
+            return f(*args, **kwargs)
+        start(name, _start_info(fname, info, hide_args, args, kwargs))
+        try:
+            result = f(*args, **kwargs)
+        except BaseException as exc:
+            stop_err(exc)
+            raise
+        stop(_result_info(hide_result, result))
+        return result
+
+    return wrapper
+
+
+# -- wrappers with the wrapped function's own parameters ----------------------------------------
+#
+# Packing ``*args, **kwargs`` and calling through them costs more than everything else a traced
+# call does when nothing is traced. So for a plain Python function the wrapper is generated with
+# the same parameters (read off its code object; annotations are never read or evaluated), and
+# the untraced path is one ContextVar lookup and a direct call:
+#
+#     def wrapper(sql, limit=..., *, timeout=...):
+#         if _xp_ctx() is None:
+#             return _xp_f(sql, limit, timeout=timeout)
+#         return _xp_on((sql, limit), (), {'timeout': timeout}, {})
+#
+# The wrapper's ``__defaults__`` and ``__kwdefaults__`` hold the very objects the function had
+# as defaults when it was decorated, so a mutable default keeps its identity. Binding errors (a
+# missing or unexpected argument) are raised by the wrapper, with the function's own message as
+# the names and the qualified name match. Internal names start with ``_xp_``; a function with
+# such a parameter, or anything else unusual, gets the generic wrapper.
+
+_CODE_CACHE: dict[str, Any] = {}
+_CODE_CACHE_MAX = 1024
+_Args = tuple[tuple[Any, ...], tuple[Any, ...], dict[str, Any], dict[str, Any]]
+
+
+def _param_ok(pname: str) -> bool:
+    return pname.isidentifier() and not keyword.iskeyword(pname) and not pname.startswith("_xp_")
+
+
+def _fast_wrapper(
+    f: Callable[..., Any],
+    is_async: bool,
+    name: str,
+    fname: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    hide_result: bool,
+) -> Callable[..., Any] | None:
+    """The generated wrapper, or None when ``f`` is not a plain function we can read."""
+    try:
+        return _build_fast_wrapper(f, is_async, name, fname, info, hide_args, hide_result)
+    except Exception:  # noqa: BLE001 - anything unusual: the generic wrapper does the job
+        log.debug("xprofiler: generic wrapper for %s", fname, exc_info=True)
+        return None
+
+
+def _signature_source(
+    f: types.FunctionType, is_async: bool
+) -> tuple[str, list[str], list[str], int, int] | None:
+    """The factory's source for ``f``'s parameters, or None if they are unusual."""
+    code = f.__code__
+    flags = code.co_flags
+    if is_async != bool(flags & inspect.CO_COROUTINE):
+        return None  # e.g. marked as a coroutine function without being one
+    nargs, nposonly, nkwonly = code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
+    names = code.co_varnames
+    pos = list(names[:nargs])
+    kwonly = list(names[nargs : nargs + nkwonly])
+    i = nargs + nkwonly
+    varargs = varkw = ""
+    if flags & inspect.CO_VARARGS:
+        varargs = names[i]
+        i += 1
+    if flags & inspect.CO_VARKEYWORDS:
+        varkw = names[i]
+    every = [*pos, *kwonly, *([varargs] if varargs else []), *([varkw] if varkw else [])]
+    if not all(_param_ok(n) for n in every) or len(set(every)) != len(every):
+        return None
+    defaults = f.__defaults__ or ()
+    kwdefaults = f.__kwdefaults__ or {}
+    if type(defaults) is not tuple or len(defaults) > nargs:
+        return None
+    if type(kwdefaults) is not dict or not set(kwdefaults) <= set(kwonly):
+        return None
+    first_default = nargs - len(defaults)
+
+    # Defaults in the source are placeholders (None); the real ones are set on the function.
+    params: list[str] = []
+    for j, p in enumerate(pos):
+        params.append(f"{p}=None" if j >= first_default else p)
+        if nposonly and j == nposonly - 1:
+            params.append("/")
+    if varargs:
+        params.append(f"*{varargs}")
+    elif kwonly:
+        params.append("*")
+    params += [f"{k}=None" if k in kwdefaults else k for k in kwonly]
+    if varkw:
+        params.append(f"**{varkw}")
+    call = [*pos, *([f"*{varargs}"] if varargs else []), *(f"{k}={k}" for k in kwonly)]
+    if varkw:
+        call.append(f"**{varkw}")
+    pos_t = "(" + "".join(f"{p}, " for p in pos) + ")"
+    kw_d = "{" + ", ".join(f"{k!r}: {k}" for k in kwonly) + "}"
+    aw = "await " if is_async else ""
+    src = "\n".join(
+        [
+            "def _xp_make(_xp_f, _xp_ctx, _xp_on):",
+            f"    {'async ' if is_async else ''}def wrapper({', '.join(params)}):",
+            "        if _xp_ctx() is None:",
+            f"            return {aw}_xp_f({', '.join(call)})",
+            f"        return {aw}_xp_on({pos_t}, {varargs or '()'}, {kw_d}, {varkw or '{}'})",
+            "    return wrapper",
+            "",
+        ]
+    )
+    return src, pos, kwonly, first_default, nposonly
+
+
+def _build_fast_wrapper(
+    f: Callable[..., Any],
+    is_async: bool,
+    name: str,
+    fname: str,
+    info: dict[str, Any] | None,
+    hide_args: bool,
+    hide_result: bool,
+) -> Callable[..., Any] | None:
+    if type(f) is not types.FunctionType:
+        return None  # builtins, partials, bound methods, callable objects...
+    shape = _signature_source(f, is_async)
+    if shape is None:
+        return None
+    src, pos, kwonly, first_default, nposonly = shape
+    defaults: tuple[Any, ...] = f.__defaults__ or ()
+    kwdefaults: dict[str, Any] = dict(f.__kwdefaults__ or {})  # a snapshot, as the tuple is
+    factory_code = _CODE_CACHE.get(src)
+    if factory_code is None:
+        factory_code = compile(src, "<xprofiler wrapper>", "exec")
+        if len(_CODE_CACHE) >= _CODE_CACHE_MAX:
+            _CODE_CACHE.clear()
+        _CODE_CACHE[src] = factory_code
+    ns: dict[str, Any] = {}
+    exec(factory_code, ns)  # noqa: S102 - our own source, built from checked identifiers only
+
+    def recorded(
+        pvals: tuple[Any, ...], extra: tuple[Any, ...], kvals: dict[str, Any], more: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # The arguments as the caller gave them, as far as they can be told apart: required
+        # and positional-only ones by position, optional ones by name and only when they are
+        # not the default object itself; everything by position when extra positional
+        # arguments were passed (then every positional parameter was given by position).
+        if extra:
+            rargs = pvals + extra
+            rkw: dict[str, Any] = {}
+        else:
+            plist: list[Any] = []
+            rkw = {}
+            for j, v in enumerate(pvals):
+                if j < first_default:
+                    plist.append(v)
+                elif v is defaults[j - first_default]:
+                    continue
+                elif j < nposonly:
+                    plist.append(v)
+                else:
+                    rkw[pos[j]] = v
+            rargs = tuple(plist)
+        for k, v in kvals.items():
+            if k not in kwdefaults or v is not kwdefaults[k]:
+                rkw[k] = v
+        if more:
+            rkw.update(more)
+        return rargs, rkw
+
+    start, stop, stop_err = _p.start, _p.stop, _p.stop_with_error
+
+    def begin(a: _Args) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        pvals, extra, kvals, more = a
+        if hide_args:
+            start(name, _start_info(fname, info, True, (), {}))
+        else:
+            rargs, rkw = recorded(pvals, extra, kvals, more)
+            start(name, _start_info(fname, info, False, rargs, rkw))
+        kwargs = {**kvals, **more} if more else kvals
+        return (pvals + extra if extra else pvals), kwargs
+
+    on: Callable[..., Any]
+    if is_async:
+
+        async def on_async(*a: Any) -> Any:
+            args, kwargs = begin(a)
+            try:
+                result = await f(*args, **kwargs)
+            except BaseException as exc:
+                stop_err(exc)
+                raise
+            stop(_result_info(hide_result, result))
+            return result
+
+        on = on_async
+    else:
+
+        def on_sync(*a: Any) -> Any:
+            args, kwargs = begin(a)
+            try:
+                result = f(*args, **kwargs)
+            except BaseException as exc:
+                stop_err(exc)
+                raise
+            stop(_result_info(hide_result, result))
+            return result
+
+        on = on_sync
+
+    wrapper: types.FunctionType = ns["_xp_make"](f, _p.ctx_get, on)
+    wrapper.__defaults__ = defaults or None
+    wrapper.__kwdefaults__ = kwdefaults or None
+    return functools.wraps(f)(wrapper)
 
 
 def _wrap_gen(
