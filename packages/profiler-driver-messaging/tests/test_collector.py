@@ -299,3 +299,73 @@ def test_a_collector_rides_out_a_redis_restart(
         collector.close()
         producer.close()
     assert not runner.is_alive()
+
+
+class _Refusing:
+    """A real sqlite store in front of which some points are refused, as a store refuses a
+    value it cannot hold (a field type conflict, a key it forbids)."""
+
+    def __init__(self, store: Any, refuse: Any) -> None:
+        self.inner, self.refuse, self.url, self.calls = store, refuse, store.url, 0
+
+    def notify(self, points: Any) -> None:
+        self.calls += 1
+        if any(self.refuse(p) for p in points):
+            raise ValueError("field type conflict: 'name' is a string, the store wants an int")
+        self.inner.notify(points)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_points_the_store_refuses_are_isolated_and_dead_lettered(
+    redis_admin: redis.Redis, bus: str, stream: str, sqlite_store: str, sqlite_path: Any
+) -> None:
+    points = _good(redis_admin, stream, 40)
+    poison = make_trace(1, name="poison")
+    poison_id = redis_admin.xadd(stream, encode(poison, 10)[0])
+    more = _good(redis_admin, stream, 40)
+    store = _Refusing(load_driver(sqlite_store), lambda p: p["name"] == "poison")
+    collector = Collector(bus, store, CollectorOptions(count=100, retry_max=0.05, **FAST))
+    try:
+        collector.drain(30)
+    finally:
+        collector.close()
+        store.close()
+    assert sqlite_count(sqlite_path) == len(points) + len(more)
+    dead = redis_admin.xrange(f"{stream}:dead")
+    assert len(dead) == 2  # the span's start and stop points
+    for _, fields in dead:
+        assert fields[b"xp-dead-id"] == poison_id
+        assert b"refused by the store: ValueError: field type conflict" in fields[b"xp-dead-reason"]
+        assert json.loads(fields[b"point"])["name"] == "poison"
+    assert collector.counters.dead_points == 2
+    assert collector.counters.points == len(points) + len(more)
+    assert redis_admin.xpending(stream, "xprofiler-collectors")["pending"] == 0
+
+
+def test_a_store_refusing_everything_loses_nothing(
+    redis_admin: redis.Redis, bus: str, stream: str, sqlite_store: str, sqlite_path: Any
+) -> None:
+    points = _good(redis_admin, stream, 10)
+    failing = {"on": True}
+    store = _Refusing(load_driver(sqlite_store), lambda p: failing["on"])
+    collector = Collector(bus, store, CollectorOptions(retry_max=0.05, **FAST))
+    collector.ensure_group()
+    runner = threading.Thread(target=collector.run, daemon=True)
+    runner.start()
+    try:
+        from xp_messaging_helpers import wait_for
+
+        wait_for("several failed attempts", lambda: collector.counters.store_errors >= 6)
+        assert sqlite_count(sqlite_path) == 0
+        assert redis_admin.xlen(f"{stream}:dead") == 0  # not the points' fault: nothing aside
+        failing["on"] = False
+        wait_for("everything stored", lambda: sqlite_count(sqlite_path) == len(points))
+    finally:
+        collector.stop()
+        runner.join(10)
+        collector.close()
+        store.close()
+    assert redis_admin.xlen(f"{stream}:dead") == 0
+    assert redis_admin.xpending(stream, "xprofiler-collectors")["pending"] == 0

@@ -21,7 +21,7 @@ def test_defaults() -> None:
     assert (cfg.stream, cfg.group, cfg.maxlen, cfg.entry_size) == (
         "xprofiler",
         "xprofiler-collectors",
-        100_000,
+        10_000,
         500,
     )
     assert cfg.store is None and not cfg.ssl

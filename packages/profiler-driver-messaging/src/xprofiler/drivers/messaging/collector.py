@@ -37,7 +37,7 @@ from typing import Any
 
 import redis
 
-from xprofiler.core.errors import DriverError
+from xprofiler.core.errors import DriverError, StoreUnavailable
 from xprofiler.core.points import Point
 from xprofiler.core.registry import load_driver
 from xprofiler.core.uri import URL
@@ -54,6 +54,7 @@ Entry = tuple[bytes, "dict[bytes, bytes] | None"]
 
 _DEAD_MAXLEN = 100_000  # the dead-letter stream is bounded too (approximately)
 _FORGET_AFTER = 3600.0  # a silent collector's counters are dropped from the hash after this
+_ISOLATE_AFTER = 3  # failures (not StoreUnavailable) of one batch before looking for bad points
 
 
 @dataclass
@@ -313,6 +314,7 @@ class Collector:
     def _process(self, entries: Sequence[Entry], *, check_deliveries: bool = False) -> None:
         self.counters.entries += len(entries)
         points: list[Point] = []
+        owners: list[bytes] = []  # the entry each point came from
         dead: list[dict[bytes, bytes]] = []
         dead_entries = dead_points = poison = 0
         ids: list[bytes] = []
@@ -336,16 +338,27 @@ class Collector:
                 dead_entries += 1
                 continue
             points.extend(decoded.points)
+            owners.extend([entry_id] * len(decoded.points))
             for reason, raw in decoded.bad:
                 dead.append(
                     self._dead(entry_id, {b"point": raw.encode()}, f"invalid point: {reason}")
                 )
                 dead_points += 1
-        if points and not self._store_points(points, ids):
-            return  # stopping with the store down: left pending, claimed later by a live one
+        refused: list[tuple[int, str]] = []
+        if points:
+            outcome = self._store_points(points, ids)
+            if outcome is None:
+                return  # stopping with the store down: left pending, claimed later by a live one
+            refused = outcome
+        for index, reason in refused:
+            raw = json.dumps(points[index], separators=(",", ":")).encode()
+            dead.append(
+                self._dead(owners[index], {b"point": raw}, f"refused by the store: {reason}")
+            )
+            dead_points += 1
         self._ack(ids, dead)
         c = self.counters
-        c.points += len(points)
+        c.points += len(points) - len(refused)
         c.batches += 1 if points else 0
         c.acked += len(ids)
         c.dead_entries += dead_entries
@@ -379,51 +392,84 @@ class Collector:
         pipe.xack(self.config.stream, self.group, *ids)
         pipe.execute()
 
-    def _store_points(self, points: list[Point], ids: list[bytes]) -> bool:
+    def _store_points(self, points: list[Point], ids: list[bytes]) -> list[tuple[int, str]] | None:
+        """Write ``points``, retrying while the store fails. Returns the points the store refused
+        one by one (index, reason): empty when all were stored; None when stopping gave up.
+
+        After ``_ISOLATE_AFTER`` failures that are not StoreUnavailable, the batch is bisected to
+        find points the store refuses (a type conflict, a value it cannot hold). They are set
+        aside only if the store accepted the rest: when it refuses every point, the fault is
+        taken to be the store's, and the batch waits."""
         backoff = 0.0
         last_touch = time.monotonic()
+        failures = 0
         while True:
+            refused: list[tuple[int, str]] | None
             try:
                 self.store.notify(points)
+                refused = []
             except Exception as exc:  # noqa: BLE001 - any store failure: retry, acknowledge nothing
-                self.counters.store_errors += 1
-                self.last_store_ok = False
-                self.state = "store failing"
-                text = clean_text(f"{type(exc).__name__}: {exc}", self.config)
-                if self.counters.store_errors == 1 or backoff == 0.0:
-                    log.warning(
-                        "collector %s: the store %s failed (%s); holding %d entries unacknowledged "
-                        "and retrying",
-                        self.name,
-                        self.store_where,
-                        text,
-                        len(ids),
-                    )
-                self.counters.last_error = text
+                refused = None
+                error = clean_text(f"{type(exc).__name__}: {exc}", self.config)
+                if not isinstance(exc, StoreUnavailable):
+                    failures += 1
+                    if failures >= _ISOLATE_AFTER and len(points) > 1:
+                        refused = self._isolate(points)
+                        if refused is not None and len(refused) == len(points):
+                            refused = None
+            if refused is not None:
+                if not self.last_store_ok:
+                    log.warning("collector %s: the store %s is back", self.name, self.store_where)
+                self.last_store_ok = True
+                self.state = "stopping" if self._stop.is_set() else "running"
+                return refused
+            # The store failed: count, wait, retry; the entries stay pending, held by us.
+            self.counters.store_errors += 1
+            self.counters.last_error = error
+            if self.last_store_ok:
+                log.warning(
+                    "collector %s: the store %s failed (%s); holding %d entries unacknowledged "
+                    "and retrying",
+                    self.name,
+                    self.store_where,
+                    error,
+                    len(ids),
+                )
+            self.last_store_ok = False
+            self.state = "store failing"
+            if self._stop.is_set() and time.monotonic() >= (self._stop_deadline or 0):
+                log.warning(
+                    "collector %s: stopping with the store down; %d entries stay pending "
+                    "for another collector",
+                    self.name,
+                    len(ids),
+                )
+                return None
+            backoff = min(self.options.retry_max, max(0.1, backoff * 2))
+            end = time.monotonic() + backoff
+            while time.monotonic() < end:
+                time.sleep(min(0.1, max(0.0, end - time.monotonic())))
                 if self._stop.is_set() and time.monotonic() >= (self._stop_deadline or 0):
-                    log.warning(
-                        "collector %s: stopping with the store down; %d entries stay pending "
-                        "for another collector",
-                        self.name,
-                        len(ids),
-                    )
-                    return False
-                backoff = min(self.options.retry_max, max(0.1, backoff * 2))
-                end = time.monotonic() + backoff
-                while time.monotonic() < end:
-                    time.sleep(min(0.1, max(0.0, end - time.monotonic())))
-                    if self._stop.is_set() and time.monotonic() >= (self._stop_deadline or 0):
-                        break
-                if time.monotonic() - last_touch >= self.options.claim_idle / 3:
-                    self._touch(ids)
-                    last_touch = time.monotonic()
-                self._periodic(claim=False)
-                continue
-            if not self.last_store_ok:
-                log.warning("collector %s: the store %s is back", self.name, self.store_where)
-            self.last_store_ok = True
-            self.state = "stopping" if self._stop.is_set() else "running"
-            return True
+                    break
+            if time.monotonic() - last_touch >= self.options.claim_idle / 3:
+                self._touch(ids)
+                last_touch = time.monotonic()
+            self._periodic(claim=False)
+
+    def _isolate(self, points: list[Point], offset: int = 0) -> list[tuple[int, str]] | None:
+        """Bisect ``points``: those the store refuses alone, or None if it became unavailable."""
+        try:
+            self.store.notify(points)
+            return []
+        except StoreUnavailable:
+            return None
+        except Exception as exc:  # noqa: BLE001 - the store's reason, kept for the dead letter
+            if len(points) == 1:
+                return [(offset, clean_text(f"{type(exc).__name__}: {exc}", self.config))]
+        mid = len(points) // 2
+        left = self._isolate(points[:mid], offset)
+        right = self._isolate(points[mid:], offset + mid) if left is not None else None
+        return None if left is None or right is None else left + right
 
     def _touch(self, ids: list[bytes]) -> None:
         """Renew this collector's claim on entries it holds (resets their idle time)."""

@@ -6,7 +6,7 @@ Options (all optional):
   ``<stream>:dead`` (dead-letter stream), ``<stream>:collectors`` (collector counters),
   ``<stream>:stats`` (bus-wide counters).
 * ``group`` (default ``xprofiler-collectors``): the collectors' consumer group.
-* ``maxlen`` (default 100000, 0 = unbounded): the backlog bound, in stream entries.
+* ``maxlen`` (default 10000, 0 = unbounded): the backlog bound, in stream entries.
 * ``entry_size`` (default 500): at most this many points per stream entry.
 * ``store``: the store collectors write to and readers read from, percent-encoded.
 * ``timeout`` (default 5s), ``connect_timeout`` (default 3s).
@@ -28,7 +28,7 @@ __all__ = ["BusConfig", "parse_bus_url", "masked_url", "DEFAULTS"]
 DEFAULTS: dict[str, Any] = {
     "stream": "xprofiler",
     "group": "xprofiler-collectors",
-    "maxlen": 100_000,
+    "maxlen": 10_000,
     "entry_size": 500,
     "timeout": 5.0,
     "connect_timeout": 3.0,
