@@ -120,3 +120,27 @@ def typecheck(session: nox.Session) -> None:
 
 
 nox.options.sessions += ["lint", "typecheck"]
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build every wheel and sdist into ./wheelhouse; install each extra from it, fresh.
+
+    Also proves the third-party example driver (examples/) and the missing-client-library
+    error. Our own names must come from the wheelhouse only: tools/wheels.py fails the session
+    if pip's plan (--dry-run --report) or any install's --report takes one from elsewhere.
+    """
+    # pip >= 23.1 for `pip --python` and `--report`; packaging reads wheel metadata.
+    session.install("pip>=23.1", "build", "hatchling", "packaging", "tomli; python_version<'3.11'")
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    session.run("python", str(ROOT / "tools" / "lockstep.py"), "check")
+    session.run(
+        "python",
+        str(ROOT / "tools" / "wheels.py"),
+        f"--wheelhouse={ROOT / 'wheelhouse'}",
+        f"--junitxml={REPORTS / 'wheels.xml'}",
+        *session.posargs,
+    )
+
+
+nox.options.sessions.append("wheels")
