@@ -73,6 +73,23 @@ def dropper() -> Any:
 # -- a second server with security on: TLS on HTTP, users, API keys ------------------------------
 SECURE_USER = "xp_admin"
 SECURE_PASSWORD = "Adm1n-s3cret-pw"
+LIMITED_PASSWORD = "L1mited-s3cret-pw"
+# Least-privilege roles (README, "Privileges") for stores whose prefix starts with xp_.
+ROLES_YML = """\
+xp_writer:
+  indices:
+    - names: ["xp_*"]
+      privileges: ["create_doc", "create_index"]
+xp_reader:
+  indices:
+    - names: ["xp_*"]
+      privileges: ["read", "view_index_metadata"]
+"""
+USERS = {
+    SECURE_USER: (SECURE_PASSWORD, "superuser"),
+    "xp_writer": (LIMITED_PASSWORD, "xp_writer"),
+    "xp_reader": (LIMITED_PASSWORD, "xp_reader"),
+}
 
 
 _OTHER_CA = (
@@ -136,11 +153,14 @@ def _secure_server_class() -> type:
                 "xpack.security.authc.api_key.enabled: true\n"
             )
             yml.write_text(text)
+            (conf / "roles.yml").write_text(ROLES_YML)
             users = conf / "users"
-            if not users.exists() or SECURE_USER not in users.read_text():
-                tool = catalog.elasticsearch_home() / "bin" / "elasticsearch-users"
+            tool = catalog.elasticsearch_home() / "bin" / "elasticsearch-users"
+            for user, (password, role) in USERS.items():
+                if users.exists() and f"{user}:" in users.read_text():
+                    continue
                 subprocess.run(
-                    [str(tool), "useradd", SECURE_USER, "-p", SECURE_PASSWORD, "-r", "superuser"],
+                    [str(tool), "useradd", user, "-p", password, "-r", role],
                     env=self._environment(),
                     check=True,
                     capture_output=True,

@@ -114,3 +114,47 @@ class TestConformanceOverTLSWithBasicAuth(NetworkDriverConformance):
     @pytest.fixture
     def unreachable_url(self, unused_port: int, secure_ca: str) -> str:
         return f"elasticsearch+https://xp:s3cret@127.0.0.1:{unused_port}/xp_x?ca_certs={secure_ca}"
+
+
+LIMITED_PASSWORD = "L1mited-s3cret-pw"
+
+
+def test_least_privilege_writer_and_reader(
+    secure_base: str,
+    secure_ca: str,
+    secure_prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A writer with create_doc + create_index only (the template installed by an admin) and a
+    reader with read + view_index_metadata only (no refresh) both work, each warned once."""
+    options = f"/{secure_prefix}?ca_certs={secure_ca}&replicas=0"
+    admin = load_driver(secure_base.replace("://", f"://{SECURE_USER}:{PW}@", 1) + options)
+    admin.ensure_template()
+    lpw = quote(LIMITED_PASSWORD, safe="")
+    writer = load_driver(secure_base.replace("://", f"://xp_writer:{lpw}@", 1) + options)
+    reader = load_driver(secure_base.replace("://", f"://xp_reader:{lpw}@", 1) + options)
+    first, second = make_trace(2), make_trace(3)
+    with caplog.at_level("WARNING", logger="xprofiler.drivers.elasticsearch"):
+        writer.notify(first)
+        writer.notify(second)
+        admin.refresh()
+        assert len(reader.get_report(first[0]["base_id"])) == 4
+        assert {r.base_id for r in reader.list_traces()} == {
+            first[0]["base_id"],
+            second[0]["base_id"],
+        }
+        assert reader.indices() == admin.indices() != []
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("installed by an administrator" in w for w in warnings) == 1
+    assert sum("reading without refreshing first" in w for w in warnings) == 1
+    assert all(LIMITED_PASSWORD not in w and SECURE_PASSWORD not in w for w in warnings)
+    # What a reader may not do is a clear PermissionDenied, not a crash or a leak.
+    from xprofiler.drivers.elasticsearch.driver import PermissionDenied
+
+    with pytest.raises(PermissionDenied) as info:
+        reader.notify(make_trace(1))
+    assert "403" in str(info.value) and LIMITED_PASSWORD not in str(info.value)
+    with pytest.raises(PermissionDenied):
+        writer.apply_retention(1)
+    for drv in (admin, writer, reader):
+        drv.close()

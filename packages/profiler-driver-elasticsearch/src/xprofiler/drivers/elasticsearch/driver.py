@@ -44,16 +44,21 @@ from .schema import (
 )
 from .settings import Settings, parse_settings
 
-__all__ = ["ElasticsearchDriver"]
+__all__ = ["ElasticsearchDriver", "PermissionDenied"]
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _PAGE = 5000  # hits per get_report page (the default result window is 10,000)
 _PIT_KEEP_ALIVE = "2m"
+_HITS_ONLY = ["hits.hits._source", "hits.hits.sort", "pit_id"]
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 2.0
 _DELETE_BATCH = 20  # index names per delete request (keeps the URL short)
+
+
+class PermissionDenied(DriverError):
+    """The server knows the user but denies the action (403): a missing privilege."""
 
 
 class ElasticsearchDriver(BaseDriver):
@@ -65,6 +70,7 @@ class ElasticsearchDriver(BaseDriver):
         self._client: Elasticsearch | None = None
         self._lock = threading.Lock()
         self._template_ready = False
+        self._refresh_denied = False
         self._closed = False
         self._pattern = read_pattern(self.settings.prefix)
         self._counts = {
@@ -154,7 +160,7 @@ class ElasticsearchDriver(BaseDriver):
                 f"check the user name and password or the api_key option"
             ) from None
         except elasticsearch.AuthorizationException as exc:
-            raise DriverError(
+            raise PermissionDenied(
                 f"cannot {action}: Elasticsearch at {where} denied it (403: "
                 f"{self._scrub(_reason(exc))}); give the user the privileges listed in the "
                 f"driver's README for indices {self._pattern}"
@@ -184,13 +190,22 @@ class ElasticsearchDriver(BaseDriver):
             return
         s = self.settings
         body = template_body(s.prefix, s.shards, s.replicas)
-        with self._errors("install the index template"):
-            self.client().indices.put_index_template(
-                name=template_name(s.prefix),
-                index_patterns=body["index_patterns"],
-                priority=body["priority"],
-                template=body["template"],
-                meta=body["_meta"],
+        try:
+            with self._errors("install the index template"):
+                self.client().indices.put_index_template(
+                    name=template_name(s.prefix),
+                    index_patterns=body["index_patterns"],
+                    priority=body["priority"],
+                    template=body["template"],
+                    meta=body["_meta"],
+                )
+        except PermissionDenied as exc:
+            # A writer without manage_index_templates: an administrator may have installed the
+            # template (README: "Privileges"); writing goes on, warned once.
+            log.warning(
+                "xprofiler: %s; assuming the template %s was installed by an administrator",
+                exc,
+                template_name(s.prefix),
             )
         self._template_ready = True
 
@@ -314,12 +329,18 @@ class ElasticsearchDriver(BaseDriver):
     # -- reads --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Make everything written so far searchable (reads call this first)."""
-        if not self.settings.refresh_on_read:
+        if not self.settings.refresh_on_read or self._refresh_denied:
             return
-        with self._errors("refresh the trace indices"):
-            self.client().options(request_timeout=self.settings.read_timeout).indices.refresh(
-                index=self._pattern, ignore_unavailable=True, allow_no_indices=True
-            )
+        try:
+            with self._errors("refresh the trace indices"):
+                self._reader().indices.refresh(
+                    index=self._pattern, ignore_unavailable=True, allow_no_indices=True
+                )
+        except PermissionDenied as exc:
+            # A reader without the maintenance privilege sees points once the server's own
+            # refresh (1s by default) has run; warned once, then reads go on without refreshing.
+            self._refresh_denied = True
+            log.warning("xprofiler: %s; reading without refreshing first", exc)
 
     def _reader(self) -> Elasticsearch:
         return self.client().options(request_timeout=self.settings.read_timeout)
@@ -340,8 +361,9 @@ class ElasticsearchDriver(BaseDriver):
                 track_total_hits=False,
                 ignore_unavailable=True,
                 allow_no_indices=True,
+                filter_path=_HITS_ONLY,
             )
-        hits = resp["hits"]["hits"]
+        hits = resp.get("hits", {}).get("hits", [])
         points: list[Point] = [from_document(h["_source"]) for h in hits]  # type: ignore[misc]
         if len(hits) < _PAGE:
             return points
@@ -362,9 +384,10 @@ class ElasticsearchDriver(BaseDriver):
                         size=_PAGE,
                         search_after=after,
                         track_total_hits=False,
+                        filter_path=_HITS_ONLY,
                     )
                 pit = resp.get("pit_id", pit)
-                hits = resp["hits"]["hits"]
+                hits = resp.get("hits", {}).get("hits", [])
                 points.extend(from_document(h["_source"]) for h in hits)  # type: ignore[misc]
                 if len(hits) < _PAGE:
                     return points
