@@ -112,31 +112,45 @@ def _child_setup(parent_pid: int, user_namespace: bool):  # noqa: ANN202 - runs 
     return setup
 
 
-def _group_alive(pgid: int) -> bool:
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], pgrp [2])."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _group_members(pgid) != []
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", errors="replace")
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def group_identities(pgid: int) -> dict[int, str]:
+    """{pid: start time} of the live (non-zombie) processes in process group ``pgid``.
+
+    The start time (field 22 of /proc/<pid>/stat) tells a process from a later one that
+    reuses its PID, which happens quickly when pid_max is 32768 and builds run alongside.
+    """
+    members = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields and len(fields) > 19 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members[int(entry)] = fields[19]
+    return members
+
+
+def alive_identities(identities: dict[int, str]) -> dict[int, str]:
+    """The subset of ``identities`` still running as the same (non-zombie) processes."""
+    alive = {}
+    for pid, started in identities.items():
+        fields = _stat_fields(pid)
+        if fields and len(fields) > 19 and fields[0] != "Z" and fields[19] == started:
+            alive[pid] = started
+    return alive
 
 
 def _group_members(pgid: int) -> list[int]:
     """PIDs of live (non-zombie) processes whose process group is ``pgid``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read().decode("ascii", errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
+    return sorted(group_identities(pgid))
 
 
 def _rss_kib(pid: int) -> int:
@@ -217,6 +231,7 @@ class Server:
         self.version: str | None = None
         self.start_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._members: dict[int, str] = {}
         self._closed = False
 
     # -- public interface -------------------------------------------------------------
@@ -272,7 +287,11 @@ class Server:
             return
         self._proc = None
         pgid = proc.pid
+        # Signal the group only while its leader is unreaped: until then no other process
+        # can get its id. Afterwards only processes seen as members are touched.
+        members = dict(self._members)
         if proc.poll() is None:
+            members.update(group_identities(pgid))
             self._signal_group(pgid, signal.SIGTERM)
             try:
                 proc.wait(self.stop_timeout)
@@ -280,15 +299,19 @@ class Server:
                 log.warning("%s (pid %d) ignored SIGTERM; killing it", self.name, pgid)
                 self._signal_group(pgid, signal.SIGKILL)
                 proc.wait()
-        # Members of the group that outlived the leader (e.g. a JVM the launcher started).
+        # Members that outlived the leader (e.g. a JVM the launcher started).
         deadline = time.monotonic() + self.stop_timeout
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while alive_identities(members) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _group_alive(pgid):
-            self._signal_group(pgid, signal.SIGKILL)
-            end = time.monotonic() + 5
-            while _group_alive(pgid) and time.monotonic() < end:
-                time.sleep(0.05)
+        leftovers = alive_identities(members)
+        for pid in leftovers:
+            log.warning("%s: pid %d outlived its process group leader; killing it", self.name, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 5
+        while alive_identities(leftovers) and time.monotonic() < end:
+            time.sleep(0.05)
+        self._members = {}
         self._after_stop()
 
     @contextlib.contextmanager
@@ -393,6 +416,7 @@ class Server:
         self._prepare()
         command = self._command()
         started = time.monotonic()
+        self._members = {}
         with open(self.log_path, "ab") as log_file:
             log_file.write(f"\n=== starting: {' '.join(command)}\n".encode())
             log_file.flush()
@@ -417,7 +441,9 @@ class Server:
         last_error: BaseException | None = None
         while True:
             code = self._proc.poll()
-            if code is not None:
+            if code is None:  # leader unreaped: its group id is still ours
+                self._members.update(group_identities(self._proc.pid))
+            else:
                 self.stop()
                 raise ServerStartError(
                     f"{self.name} exited with code {code} before it answered on "
@@ -440,6 +466,7 @@ class Server:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
         self.start_seconds = time.monotonic() - started
+        self._members.update(group_identities(self._proc.pid))
         log.info("%s: ready at %s after %.2fs", self.name, self.url, self.start_seconds)
 
 

@@ -1,6 +1,6 @@
 """Install what the real-server fixtures need; idempotent; downloads cached outside the checkout.
 
-Routes (run concurrently, each logging to ``<cache>/logs/<name>.log``):
+Routes (run concurrently, each logging to ``<cache>/logs/provision-<name>.log``):
 
 * redis, influxdb: Debian packages ``redis-server`` and ``influxdb`` (one ``apt-get update``
   plus one ``apt-get install`` for both). Their system services are never used.
@@ -62,7 +62,7 @@ class _Log:
 
     def __init__(self, name: str) -> None:
         catalog.logs_dir().mkdir(parents=True, exist_ok=True)
-        self.path = catalog.logs_dir() / f"{name}.log"
+        self.path = catalog.logs_dir() / f"provision-{name}.log"
         if self.path.exists() and self.path.stat().st_size > 2_000_000:
             self.path.unlink()  # keep the log bounded; the latest runs are what matter
         with open(self.path, "a") as handle:
@@ -446,10 +446,12 @@ def _timed(name: str) -> Outcome:
             outcome = _SINGLE_ROUTES[name]()
     except ProvisionError as exc:
         if exc.log_path is None:
-            exc.log_path = catalog.logs_dir() / f"{name}.log"
+            exc.log_path = catalog.logs_dir() / f"provision-{name}.log"
         outcome = Outcome(name, version=_INTENDED_VERSION[name], error=exc)
     except Exception as exc:  # report, never hide: unexpected errors keep their type
-        error = ProvisionError(f"{type(exc).__name__}: {exc}", catalog.logs_dir() / f"{name}.log")
+        error = ProvisionError(
+            f"{type(exc).__name__}: {exc}", catalog.logs_dir() / f"provision-{name}.log"
+        )
         outcome = Outcome(name, version=_INTENDED_VERSION[name], error=error)
     outcome.seconds = time.monotonic() - started
     return outcome

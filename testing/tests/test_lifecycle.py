@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import realservers
+from realservers._base import alive_identities, group_identities
 from realservers.redis_server import RedisServer
 from realservers.statsd_server import parse_inspect
 
@@ -137,14 +138,16 @@ def test_server_dies_when_the_process_that_started_it_is_killed(name, request):
         line = parent.stdout.readline()
         assert line, f"launcher printed nothing; stderr:\n{parent.stderr.read()}"
         pgid, port = map(int, line.split())
-        assert _group_pids(pgid), "server not running after start"
+        members = group_identities(pgid)  # pid -> start time: immune to PID reuse
+        assert members, "server not running after start"
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         deadline = time.monotonic() + 30
-        while _group_pids(pgid) and time.monotonic() < deadline:
+        while alive_identities(members) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _group_pids(pgid) == [], f"{name} outlived its parent"
-        assert _refused("127.0.0.1", port)
+        survivors = {pid: _cmdline(pid) for pid in alive_identities(members)}
+        assert survivors == {}, f"{name} outlived its parent: {survivors}"
+        assert _refused("127.0.0.1", port), f"something still listens on {port}"
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -153,10 +156,11 @@ def test_server_dies_when_the_process_that_started_it_is_killed(name, request):
         parent.stderr.close()
 
 
-def _group_pids(pgid: int) -> list[int]:
-    from realservers._base import _group_members
-
-    return _group_members(pgid)
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
 
 
 def test_start_failure_reports_exit_code_and_log_tail():
