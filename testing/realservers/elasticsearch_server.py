@@ -17,9 +17,12 @@ analyzers from ``analysis-common`` do not exist in it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -51,6 +54,14 @@ class ElasticsearchServer(Server):
             )
         if self._java_home() is None:
             return f"no JDK 17 found for Elasticsearch (set ES_JAVA_HOME). {self._hint()}"
+        if self._user_namespace():
+            problem = _user_namespace_problem()
+            if problem:
+                return (
+                    "Elasticsearch refuses to run as root, and this machine does not allow the "
+                    f"user namespace used to run it as 'nobody' ({problem}); run the tests as "
+                    "a non-root user"
+                )
         return None
 
     def _java_home(self) -> Path | None:
@@ -139,3 +150,22 @@ class ElasticsearchServer(Server):
             health = json.loads(response.read())
         if health.get("status") not in ("green", "yellow"):
             raise ConnectionError(f"cluster health is {health.get('status')}")
+
+
+_UNSHARE_PROBE = (
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "if libc.unshare(0x10000000) != 0:\n"
+    "    sys.exit(os.strerror(ctypes.get_errno()))\n"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _user_namespace_problem() -> str | None:
+    """None when a child process may unshare(CLONE_NEWUSER) here, else the error."""
+    result = subprocess.run(
+        [sys.executable, "-c", _UNSHARE_PROBE], capture_output=True, text=True, check=False
+    )
+    if result.returncode == 0:
+        return None
+    return f"unshare(CLONE_NEWUSER): {result.stderr.strip() or result.returncode}"

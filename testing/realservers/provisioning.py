@@ -338,7 +338,7 @@ def _route_mongodb() -> Outcome:
     module = f"{catalog.FERRETDB_MODULE}@{catalog.FERRETDB_VERSION}"
     info = json.loads(
         log.run(
-            ["go", "mod", "download", "-json", module],
+            [go, "mod", "download", "-json", module],
             env=env,
             capture=True,
             timeout=900,
