@@ -8,8 +8,8 @@ One entry carries up to ``entry_size`` points (a dispatcher batch is usually one
 
 An entry per batch rather than per point: one XADD, one stream entry, one consumer-group
 delivery and one XACK per few hundred points instead of per point. bench/bench_messaging.py
-measures both; per point is several times slower to publish, and Redis keeps per-entry overhead
-(ids, listpack headers) for every point.
+measures both in one run: one entry per point published at 1/1.2 to 1/2.4 of the rate even
+pipelined, and Redis held about 10% more memory per point (entry ids and headers per point).
 """
 
 from __future__ import annotations
