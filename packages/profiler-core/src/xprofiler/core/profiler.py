@@ -3,6 +3,10 @@
 Trace state is an immutable chain of frames held in one ContextVar: each ``start`` sets a new
 frame whose parent is the current one, each ``stop`` sets the parent back. Nothing is mutated
 in place, so threads and asyncio tasks (which copy their context) never see each other's stack.
+
+``start``/``stop`` are the hot path: a frame is a plain tuple, and a point is queued as a flat
+tuple (see :class:`~xprofiler.core.dispatcher.SpanLabels`) that the dispatcher's thread turns
+into the point dict.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from .dispatcher import Dispatcher
-from .points import Point, bounded_repr
+from .dispatcher import Dispatcher, SpanLabels
+from .points import bounded_repr
 
 __all__ = [
     "setup",
@@ -51,6 +56,8 @@ class _Config:
     dispatcher: Dispatcher
     max_repr: int
     connection_string: str
+    labels: SpanLabels  # service, project, host: queued with each point
+    put: Callable[[Any], None]  # dispatcher.put
 
 
 _config: _Config | None = None
@@ -58,23 +65,14 @@ _config_lock = threading.Lock()
 _auto_lock = threading.Lock()
 
 
-class _Frame:
-    """One level of the trace stack. Immutable once built."""
-
-    __slots__ = ("parent", "trace_id", "name", "base_id", "hmac_key")
-
-    def __init__(
-        self, parent: _Frame | None, trace_id: str, name: str, base_id: str, hmac_key: str | None
-    ) -> None:
-        self.parent = parent
-        self.trace_id = trace_id
-        self.name = name
-        self.base_id = base_id
-        self.hmac_key = hmac_key
-
+# One level of the trace stack: (parent frame or None, trace_id, name, base_id, hmac_key).
+# A tuple, because building one costs a tenth of an instance of a class with __slots__.
+_Frame = tuple[Any, str, str, str, "str | None"]
 
 _ctx: ContextVar[_Frame | None] = ContextVar("xprofiler_trace", default=None)
 ctx_get = _ctx.get  # bound method: the cheapest "is anything being traced here?" check
+_ctx_set = _ctx.set
+_time_ns = time.time_ns
 
 # Span ids: a random per-process prefix and a counter; far cheaper than uuid4 per span and
 # unique across processes. Renewed after fork so parent and child never collide.
@@ -94,7 +92,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _new_id() -> str:
-    return f"{_prefix}-{next(_counter):x}"
+    return f"{_prefix}-{next(_counter):x}"  # inlined in start()
 
 
 # -- bounded, never-raising reprs ---------------------------------------------------------------
@@ -136,16 +134,20 @@ def setup(
     dispatcher = Dispatcher(
         cs, max_queue=max_queue, batch_size=batch_size, flush_interval=flush_interval
     )
+    service = service or os.path.basename(sys.argv[0] or "python") or "python"
+    host = host or socket.gethostname()
     with _config_lock:
         old = _config
         _config = _Config(
-            service=service or os.path.basename(sys.argv[0] or "python") or "python",
+            service=service,
             project=project,
-            host=host or socket.gethostname(),
+            host=host,
             hmac_keys=tuple(hmac_keys or ()),
             dispatcher=dispatcher,
             max_repr=max_repr,
             connection_string=cs,
+            labels=SpanLabels(service, project, host),
+            put=dispatcher.put,
         )
         _max_repr = max(16, max_repr)
     if old is not None:
@@ -196,6 +198,7 @@ def dispatcher_stats() -> dict[str, Any]:
             "queued": 0,
             "delivered": 0,
             "dropped": 0,
+            "rejected": 0,
             "failed_batches": 0,
             "retries": 0,
             "last_error": None,
@@ -215,18 +218,18 @@ class Profiler:
 
     @property
     def hmac_key(self) -> str | None:
-        return self._frame.hmac_key
+        return self._frame[4]
 
     def get_base_id(self) -> str:
-        return self._frame.base_id
+        return self._frame[3]
 
     def get_id(self) -> str:
         """The current span's id (the parent of the next span started here)."""
-        return self._frame.trace_id
+        return self._frame[1]
 
     def get_parent_id(self) -> str:
-        parent = self._frame.parent
-        return parent.trace_id if parent is not None else self._frame.base_id
+        parent = self._frame[0]
+        return parent[1] if parent is not None else self._frame[3]
 
     def start(self, name: str, info: dict[str, Any] | None = None) -> None:
         start(name, info)
@@ -243,7 +246,7 @@ def init(
 ) -> Profiler:
     """Begin (or continue, given ids from a caller) a trace in the current context."""
     base = base_id or str(uuid.uuid4())
-    frame = _Frame(None, parent_id or base, "", base, hmac_key)
+    frame: _Frame = (None, parent_id or base, "", base, hmac_key)
     _ctx.set(frame)
     return Profiler(frame)
 
@@ -259,37 +262,12 @@ def clean() -> None:
     _ctx.set(None)
 
 
-def _point(
-    cfg: _Config,
-    frame: _Frame,
-    trace_id: str,
-    parent_id: str,
-    event: str,
-    name: str,
-    error: bool,
-    info: dict[str, Any],
-) -> Point:
-    return {
-        "id": f"{trace_id}-{event}",
-        "base_id": frame.base_id,
-        "trace_id": trace_id,
-        "parent_id": parent_id,
-        "event": event,  # type: ignore[typeddict-item]
-        "name": name,
-        "timestamp": time.time_ns(),
-        "service": cfg.service,
-        "project": cfg.project,
-        "host": cfg.host,
-        "error": error,
-        "info": info,
-    }
-
-
-def _info(info: Any) -> dict[str, Any]:
+def _info(info: Any) -> dict[str, Any] | None:
+    """A shallow copy of the caller's info (it may change the dict after the call), or None."""
     if not info:
-        return {}
-    if isinstance(info, dict):
-        return dict(info)
+        return None
+    if type(info) is dict:
+        return info.copy()
     try:
         return dict(info)
     except Exception:  # noqa: BLE001 - not a mapping: keep it, under a key
@@ -298,16 +276,29 @@ def _info(info: Any) -> dict[str, Any]:
 
 def start(name: str, info: dict[str, Any] | None = None) -> None:
     """Open a span named ``name`` under the current one. A no-op when not tracing."""
-    frame = _ctx.get()
+    frame = ctx_get()
     if frame is None:
         return
     # The frame is pushed first and unconditionally, so a matching stop() always pops it.
-    tid = _new_id()
-    _ctx.set(_Frame(frame, tid, name, frame.base_id, frame.hmac_key))
+    tid = f"{_prefix}-{next(_counter):x}"
+    base = frame[3]
+    _ctx_set((frame, tid, name, base, frame[4]))
     try:
         cfg = _config or _cfg()
-        cfg.dispatcher.put(
-            _point(cfg, frame, tid, frame.trace_id, "start", name, False, _info(info))
+        # (labels, base_id, trace_id, parent_id, event, name, timestamp, error, info): the
+        # dispatcher builds the point dict on its own thread.
+        cfg.put(
+            (
+                cfg.labels,
+                base,
+                tid,
+                frame[1],
+                "start",
+                name,
+                _time_ns(),
+                False,
+                _info(info) if info else None,
+            )
         )
     except Exception:  # noqa: BLE001 - tracing never raises into traced code
         log.debug("xprofiler: start failed", exc_info=True)
@@ -315,22 +306,26 @@ def start(name: str, info: dict[str, Any] | None = None) -> None:
 
 def stop(info: dict[str, Any] | None = None, *, error: bool = False) -> None:
     """Close the current span. A no-op when not tracing or no span is open."""
-    frame = _ctx.get()
-    if frame is None or frame.parent is None:
+    frame = ctx_get()
+    if frame is None:
+        return
+    parent = frame[0]
+    if parent is None:
         return
     try:
-        _ctx.set(frame.parent)
+        _ctx_set(parent)
         cfg = _config or _cfg()
-        cfg.dispatcher.put(
-            _point(
-                cfg,
-                frame,
-                frame.trace_id,
-                frame.parent.trace_id,
+        cfg.put(
+            (
+                cfg.labels,
+                frame[3],
+                frame[1],
+                parent[1],
                 "stop",
-                frame.name,
+                frame[2],
+                _time_ns(),
                 error,
-                _info(info),
+                _info(info) if info else None,
             )
         )
     except Exception:  # noqa: BLE001
