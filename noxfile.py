@@ -34,6 +34,12 @@ SESSIONS: dict[str, str] = {
     "statsd-bridge": "statsd-bridge",
 }
 
+# Our own distributions a package's tests need besides core (installed from local paths).
+EXTRA_LOCAL: dict[str, tuple[str, ...]] = {
+    # end to end through a networked store: service -> redis -> collector -> MongoDB
+    "profiler-driver-messaging": ("profiler-driver-mongodb",),
+}
+
 
 def _pytest(session: nox.Session, name: str, *paths: str) -> None:
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -63,6 +69,8 @@ def _package_session(dirname: str, name: str) -> None:
             args = ["-e", f"{CORE}[test]"]
             if pkg != CORE:
                 args += ["-e", f"{pkg}[test]"]
+            for extra in EXTRA_LOCAL.get(dirname, ()):
+                args += ["-e", str(PACKAGES / extra)]
         session.install(*args)
         _pytest(session, name, str(pkg / "tests"))
 
