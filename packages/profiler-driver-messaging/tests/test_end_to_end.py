@@ -22,7 +22,7 @@ from xp_messaging_helpers import (
     wait_for,
 )
 
-from xprofiler.core.registry import load_driver
+from xprofiler.core.registry import get_driver_class, load_driver
 from xprofiler.core.testing import make_trace
 
 GROUP = "xprofiler-collectors"
@@ -82,6 +82,8 @@ def test_service_to_stream_to_collector_to_store_to_report(
 def test_store_down_nothing_is_acknowledged_and_everything_arrives_when_it_returns(
     redis_server: Any, redis_admin: redis.Redis, mongodb_server: Any, stream: str, tmp_path: Path
 ) -> None:
+    # The networked store: profiler-driver-mongodb, installed from its path by the nox session.
+    get_driver_class("mongodb")
     store = (
         f"mongodb://{mongodb_server.host}:{mongodb_server.port}/xp_{uuid.uuid4().hex[:12]}"
         "?serverSelectionTimeoutMS=1000"
