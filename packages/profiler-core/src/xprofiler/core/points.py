@@ -104,10 +104,48 @@ _reprlib.maxfrozenset = _reprlib.maxdeque = _reprlib.maxarray = 10
 _reprlib.maxlevel = 3
 
 
+# The fast path of bounded_repr: values whose builtin repr() is exactly what reprlib would
+# give (no element or string long enough to be cut), found without calling reprlib.
+_SCALARS = frozenset({int, float, bool, str, type(None)})
+_FAST_INT = 10**38  # |int| below this: at most 39 characters, within reprlib's maxlong (40)
+_FAST_MAX = 200  # reprlib's maxstring / maxother (set below); a longer repr may be cut
+
+
+def _fast_repr(value: Any) -> str | None:
+    t = type(value)
+    if t is tuple:
+        if not value:
+            return "()"
+        if len(value) > 10:  # reprlib's maxtuple
+            return None
+        for v in value:
+            tv = type(v)
+            if tv not in _SCALARS:
+                return None
+            if tv is int and not -_FAST_INT < v < _FAST_INT:
+                return None
+            if tv is str and len(v) > _FAST_MAX:
+                return None
+    elif t is dict:
+        return "{}" if not value else None
+    elif t in _SCALARS:
+        if t is int and not -_FAST_INT < value < _FAST_INT:
+            return None
+        if t is str and len(value) > _FAST_MAX:
+            return None
+    else:
+        return None
+    text = repr(value)
+    # Within the limit the whole repr was, every element's repr was too: nothing reprlib cuts.
+    return text if len(text) <= _FAST_MAX else None
+
+
 def bounded_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
     """repr() bounded in length that never raises (a failing __repr__ is reported as such)."""
     try:
-        text = _reprlib.repr(value)
+        text = _fast_repr(value)
+        if text is None:
+            text = _reprlib.repr(value)
     except Exception as exc:  # noqa: BLE001 - user __repr__ may do anything
         return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
     if len(text) > limit:
