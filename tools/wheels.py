@@ -15,7 +15,9 @@
 3. Ask pip for its plan (``pip install --dry-run --report``) for everything we ship, and fail if
    any of our own names would come from anywhere but the wheelhouse. Every real install below is
    checked the same way from its own ``--report``. The guard is proved to fire first, with a
-   decoy ``profiler-core`` of a higher version in a second find-links directory.
+   decoy ``profiler-core`` of a higher version in a second find-links directory; and the
+   wheelhouse's ``constraints.txt`` (each of our names pinned to its wheel file, written by
+   step 1) is proved to keep pip away from that decoy: the strict install for real machines.
 4. In a fresh environment each: ``pip install --find-links WHEELHOUSE 'profiler-core[EXTRA]'``
    for every extra and for ``all``; check that the extra pulled exactly its driver, that core
    finds the driver by each of its schemes, and that ``profiler drivers`` lists them with their
@@ -71,6 +73,7 @@ BRIDGE = "statsd-bridge"
 NAMESPACE_INITS = ("xprofiler/__init__.py", "xprofiler/drivers/__init__.py")
 FORBIDDEN_TOP_LEVEL = ("tests", "test", "src")
 NON_DRIVER_EXTRAS = {"all", "test", "tests", "dev", "docs"}
+CONSTRAINTS = "constraints.txt"
 EXIT_DRIVER = 5  # xprofiler.core.cli.EXIT["driver"]
 
 
@@ -248,6 +251,10 @@ def build_all(wheelhouse: Path, scratch: Path, jobs: int) -> dict[str, Built]:
 
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(build, SOURCES))
+    # The strict install: `pip install -c wheelhouse/constraints.txt ...` pins each of our
+    # names to its file here, so nothing an index serves under those names can be chosen.
+    lines = [f"{b.name} @ {b.wheel.as_uri()}" for b in sorted(results, key=lambda b: b.name)]
+    (wheelhouse / CONSTRAINTS).write_text("\n".join(lines) + "\n", "utf-8")
     return {b.name: b for b in results}
 
 
@@ -307,6 +314,7 @@ def plan(
     ours: set[str],
     reqs: list[str],
     extra_links: Iterable[Path] = (),
+    extra_args: Iterable[str] = (),
 ) -> list[str]:
     """pip's dry-run plan for ``reqs``; returns our names it would take from elsewhere."""
     target = fresh_env(scratch, f"plan-{next(_plans)}")
@@ -321,6 +329,7 @@ def plan(
             "--find-links",
             str(wheelhouse),
             *links,
+            *extra_args,
             "--report",
             str(report_file),
             *reqs,
@@ -376,6 +385,12 @@ def prove_guards(scratch: Path, wheelhouse: Path, ours: set[str], release: str) 
     if not any(c.startswith(f"{CORE} 999.0") for c in caught):
         raise Failed(f"a decoy {CORE} 999.0 outside the wheelhouse was not caught: {caught}")
     log.note(f"a decoy {CORE} 999.0 outside the wheelhouse is caught: {caught[0]}")
+    # The strict form, with the wheelhouse's constraints file, never takes the decoy.
+    constraints = wheelhouse / CONSTRAINTS
+    strict = plan(log, scratch, wheelhouse, ours, [CORE], [decoys], ["-c", str(constraints)])
+    if strict:
+        raise Failed(f"with -c {CONSTRAINTS}, pip still took {strict}")
+    log.note(f"with -c {CONSTRAINTS} the decoy is ignored: {CORE} comes from the wheelhouse")
     return log
 
 
@@ -605,7 +620,7 @@ class Context:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wheelhouse", type=Path, default=ROOT / "wheelhouse")
-    parser.add_argument("--jobs", type=int, default=3, help="environments filled at once")
+    parser.add_argument("--jobs", type=int, default=2, help="environments filled at once")
     parser.add_argument("--junitxml", help="where the example's pytest run writes its report")
     parser.add_argument("--keep", action="store_true", help="keep the scratch environments")
     args = parser.parse_args(argv)
