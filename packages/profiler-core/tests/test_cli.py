@@ -161,7 +161,9 @@ def test_drivers_lists_the_builtin_ones() -> None:
     rows = {r["scheme"]: r for r in json.loads(res.stdout)}
     assert rows["sqlite"]["distribution"] == "profiler-core"
     assert rows["sqlite"]["status"] == "ok"
-    assert rows["memory"]["version"] == "0.1.0"
+    from xprofiler.core import __version__
+
+    assert rows["memory"]["version"] == __version__
 
 
 def test_no_command_prints_usage_and_exits_2() -> None:

@@ -133,12 +133,6 @@ def test_missing_client_library_is_its_own_error_naming_the_driver_distribution(
     assert registry.get_driver_class("wire").__name__ == "Driver"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry._import names the module that failed to import (xpt_wirebson, like "
-    "'bson' for pymongo), not the distribution the driver declares (xpt-wireclient); "
-    "see the issue-10 report: look the missing requirement up in the driver's Requires-Dist",
-)
 def test_missing_client_library_is_named_as_the_distribution_to_install(site: Path) -> None:
     install_driver(site)
     with pytest.raises(DriverLibraryMissing) as info:

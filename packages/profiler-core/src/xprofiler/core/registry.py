@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import threading
 from dataclasses import dataclass
 
@@ -172,6 +173,65 @@ def get_driver_class(scheme: str) -> type:
     return cls
 
 
+def _unmet_requirements(distribution: str) -> list[str]:
+    """The distribution's own requirements (not its extras') that are not installed."""
+    try:
+        requires = _md.distribution(distribution).requires or []
+    except _md.PackageNotFoundError:
+        return []
+    unmet = []
+    for text in requires:
+        spec, _, marker = text.partition(";")
+        if "extra" in marker:
+            continue
+        if marker.strip():
+            try:  # packaging is usually there (pip, setuptools); without it, skip marked ones
+                from packaging.markers import Marker
+
+                if not Marker(marker).evaluate():
+                    continue
+            except Exception:  # noqa: BLE001, S112 - no packaging, or a marker it cannot read
+                continue
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if not m:
+            continue
+        try:
+            _md.distribution(m.group(1))
+        except _md.PackageNotFoundError:
+            unmet.append(spec.strip())
+    return unmet
+
+
+def _reinstall_hint(info: DriverInfo, dist: str) -> str:
+    if info.scheme in OUR_SCHEMES and OUR_SCHEMES[info.scheme][1] == dist:
+        # Our own names come from this project's wheelhouse, never from an index.
+        extra = OUR_SCHEMES[info.scheme][0]
+        return (
+            f"pip install --force-reinstall --find-links <this project's wheelhouse> "
+            f"'profiler-core[{extra}]'"
+        )
+    return f"pip install --force-reinstall {dist}"
+
+
+def _library_missing(info: DriverInfo, module: str) -> str:
+    dist = info.distribution or "its distribution"
+    unmet = _unmet_requirements(info.distribution) if info.distribution else []
+    if unmet:
+        names = ", ".join(unmet)
+        install = " ".join(f"'{u}'" for u in unmet)
+        return (
+            f"the {info.scheme!r} driver ({dist}) is installed, but the client library it "
+            f"needs is not: {names} (importing {module!r} failed). Install it with "
+            f"pip install {install}, or reinstall {dist} with its dependencies: "
+            f"{_reinstall_hint(info, dist)}"
+        )
+    return (
+        f"the {info.scheme!r} driver ({dist}) is installed, but the client library it "
+        f"needs, {module!r}, is missing: reinstall {dist} so that its dependencies come back "
+        f"({_reinstall_hint(info, dist)})"
+    )
+
+
 def _import(info: DriverInfo) -> type:
     module_name, _, attr = info.value.partition(":")
     dist = info.distribution or "its distribution"
@@ -184,18 +244,14 @@ def _import(info: DriverInfo) -> type:
                 f"the driver for {info.scheme!r} is registered by {dist} but its module "
                 f"{module_name!r} cannot be imported; reinstall {dist}"
             ) from exc
-        raise DriverLibraryMissing(
-            f"the {info.scheme!r} driver ({dist}) is installed, but the client library it "
-            f"needs, {missing!r}, is missing: reinstall {dist} "
-            f"(pip install --force-reinstall {dist}) so that its dependencies come back"
-        ) from exc
+        raise DriverLibraryMissing(_library_missing(info, missing)) from exc
     except ImportError as exc:
         # "cannot import name X from lib": the client library is there but not a version the
         # driver was written for.
         raise DriverLibraryMissing(
             f"the {info.scheme!r} driver ({dist}) cannot import what it needs ({exc}); the "
             f"installed client library is probably the wrong version: reinstall {dist} "
-            f"(pip install --force-reinstall {dist})"
+            f"({_reinstall_hint(info, dist)})"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, named
         raise DriverError(
