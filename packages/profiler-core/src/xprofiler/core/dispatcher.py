@@ -112,7 +112,14 @@ class Dispatcher:
         _instances.add(self)
 
     def _init_state(self) -> None:
-        self._queue: deque[Any] = deque()  # Point dicts and the profiler's flat tuples
+        # Point dicts and the profiler's flat tuples. The same deque object for the
+        # dispatcher's whole life (emptied after fork): the profiler keeps a reference to it.
+        q: deque[Any] | None = getattr(self, "_queue", None)
+        if q is None:
+            q = deque()
+        else:
+            q.clear()
+        self._queue: deque[Any] = q
         # The batch being delivered, as parts: one list normally, halves of halves while a
         # refused batch is split. Kept across failures; ``_held`` counts the points in it.
         self._parts: deque[list[Point]] = deque()
@@ -156,7 +163,10 @@ class Dispatcher:
 
     # -- hot path -----------------------------------------------------------------------------
     def put(self, point: Point) -> None:
-        """Queue one point. Never blocks, never raises."""
+        """Queue one point. Never blocks, never raises.
+
+        (``profiler.start``/``stop`` inline these lines: keep them in step.)
+        """
         q = self._queue
         n = len(q)
         if n < self._gate:
