@@ -157,7 +157,7 @@ class Collector:
         except redis.RedisError as exc:
             raise bus_error(self.config, "create the consumer group", exc) from None
 
-    def run(self, *, drain: bool = False, idle_exit: float | None = None) -> None:
+    def run(self, *, drain: bool = False) -> None:
         """Collect until :meth:`stop` (or, with ``drain``, until the group has nothing left to
         read and nothing pending). Redis outages are waited out; the caller checks Redis is
         reachable first (``ensure_group``) if it wants to fail fast."""
