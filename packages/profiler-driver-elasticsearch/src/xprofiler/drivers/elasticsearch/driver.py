@@ -55,6 +55,7 @@ _HITS_ONLY = ["hits.hits._source", "hits.hits.sort", "pit_id"]
 _BACKOFF_START = 0.2
 _BACKOFF_MAX = 2.0
 _DELETE_BATCH = 20  # index names per delete request (keeps the URL short)
+_LOG_REFUSED = 10  # refused items logged one by one per bulk request; the rest are summed up
 
 
 class PermissionDenied(DriverError):
@@ -263,7 +264,7 @@ class ElasticsearchDriver(BaseDriver):
             self._count(bulk_requests=1)
             retry: list[tuple[str, str, dict[str, Any]]] = []
             last_reason = ""
-            stored = duplicates = 0
+            stored = duplicates = refused = 0
             for item, result in zip(todo, resp["items"], strict=True):
                 r = result.get("create") or next(iter(result.values()))
                 status = int(r.get("status", 0))
@@ -275,8 +276,16 @@ class ElasticsearchDriver(BaseDriver):
                     retry.append(item)
                     last_reason = _item_reason(r)
                 else:
-                    self._reject(item, status, *_item_error(r))
+                    refused += 1
+                    self._reject(item, status, *_item_error(r), log_it=refused <= _LOG_REFUSED)
             self._count(stored=stored, duplicates=duplicates)
+            if refused > _LOG_REFUSED:
+                log.warning(
+                    "xprofiler: ... and %d more trace point(s) of the same bulk request refused "
+                    "for good by Elasticsearch at %s",
+                    refused - _LOG_REFUSED,
+                    self.settings.where,
+                )
             if not retry:
                 return
             attempt += 1
@@ -311,10 +320,18 @@ class ElasticsearchDriver(BaseDriver):
                 raise
 
     def _reject(
-        self, item: tuple[str, str, dict[str, Any]], status: int, etype: str, why: str
+        self,
+        item: tuple[str, str, dict[str, Any]],
+        status: int,
+        etype: str,
+        why: str,
+        *,
+        log_it: bool = True,
     ) -> None:
         index, pid, _ = item
         self._count(rejected=1)
+        if not log_it:
+            return
         log.warning(
             "xprofiler: Elasticsearch at %s refused trace point %r for index %s for good "
             "(status %s, %s: %s); it is dropped",
