@@ -278,3 +278,15 @@ def test_not_a_connection_string(value: object, words: str) -> None:
 def test_parse_url_passes_a_url_through() -> None:
     url = parse_url("x://h")
     assert parse_url(url) is url
+
+
+def test_a_nested_connection_string_option_loses_its_password_in_str_and_repr() -> None:
+    from xprofiler.core.uri import parse_url as _parse
+
+    url = _parse("redis://h:6379/0?store=mongodb%3A%2F%2Fu%3Ahunter2%40db%3A27017%2Fx&stream=s")
+    assert url.get("store") == "mongodb://u:hunter2@db:27017/x"  # the value itself is intact
+    for text in (str(url), repr(url)):
+        assert "hunter2" not in text
+        assert "db%3A27017" in text  # the shape stays readable
+    garbled = _parse("redis://h/0?store=mongodb%3A%2F%2Fu%3Ahunter2%40db%3Anotaport")
+    assert "hunter2" not in str(garbled)

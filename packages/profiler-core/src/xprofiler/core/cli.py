@@ -630,4 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the importable module, not this __main__ copy: plugins raise
+    # xprofiler.core.cli.CLIError, which must be the class main() catches.
+    from xprofiler.core.cli import main as _main
+
+    sys.exit(_main())

@@ -25,6 +25,17 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, 
 _SECRET_OPTION_RE = re.compile(r"pass|secret|token|api_?key|credential", re.IGNORECASE)
 
 
+def _mask_nested(value: str) -> str:
+    """An option that is itself a connection string (``?store=mongodb://u:pw@h``) keeps its
+    shape but loses its password."""
+    if "://" not in value or "@" not in value:
+        return value
+    try:
+        return parse_url(value).render(hide_password=True)
+    except ValueError:
+        return _MASK  # looks like a URL with credentials but does not parse: hide it whole
+
+
 def _is_secret_option(key: str) -> bool:
     return bool(_SECRET_OPTION_RE.search(key))
 
@@ -169,7 +180,11 @@ class URL:
             out.append(
                 "&".join(
                     f"{quote(k, safe='')}="
-                    + (_MASK if hide_password and _is_secret_option(k) else quote(v, safe=""))
+                    + (
+                        _MASK
+                        if hide_password and _is_secret_option(k)
+                        else quote(_mask_nested(v) if hide_password else v, safe="")
+                    )
                     for k, v in self.query
                 )
             )

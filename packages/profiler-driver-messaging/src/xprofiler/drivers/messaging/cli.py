@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from xprofiler.core.cli import EXIT
 from xprofiler.core.errors import (
@@ -19,8 +19,10 @@ from xprofiler.core.errors import (
 )
 from xprofiler.core.uri import URLError, parse_duration
 
-from .collector import Collector, CollectorOptions
 from .config import parse_bus_url
+
+if TYPE_CHECKING:
+    from .collector import Collector
 
 __all__ = ["register", "cmd_collect", "Progress"]
 
@@ -203,6 +205,8 @@ def _collect(args: argparse.Namespace) -> int:
         config = parse_bus_url(bus)
     except (URLError, DriverError) as exc:
         raise _Exit(f"bad --from connection string: {exc}", EXIT["usage"]) from None
+    from .collector import Collector, CollectorOptions  # imports redis: only when collecting
+
     options = CollectorOptions(
         group=args.group,
         name=args.name,
