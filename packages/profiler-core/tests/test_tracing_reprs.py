@@ -1,6 +1,6 @@
-"""bounded_repr's fast path (builtin repr() for empty containers and short tuples of plain
-scalars) gives exactly what the reprlib path gives, and everything else still goes through
-reprlib with its bounds."""
+"""The fast paths of the reprs and of span info give exactly what the general paths give:
+bounded_repr (builtin repr() for empty containers and short tuples of plain scalars) against
+reprlib, safe_info (a plain copy of small dicts of plain values) against the bounded walk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from xprofiler.core import points
-from xprofiler.core.points import bounded_repr
+from xprofiler.core.points import (
+    INFO_MAX_CHARS,
+    INFO_MAX_ITEMS,
+    INFO_MAX_NODES,
+    INFO_MAX_STR,
+    bounded_repr,
+    safe_info,
+)
 
 
 def reference(value: Any, limit: int = 500) -> str:
@@ -87,3 +94,44 @@ def test_ints_too_long_to_print_never_raise() -> None:
     for value in ((10**5000,), 10**5000):
         text = bounded_repr(value)
         assert len(text) <= 500 and ("ValueError" in text or "digits" in text), text
+
+
+# -- safe_info --------------------------------------------------------------------------------
+
+
+def walked(value: Any) -> Any:
+    return points._Walk(INFO_MAX_STR, INFO_MAX_ITEMS, INFO_MAX_NODES, INFO_MAX_CHARS).value(
+        value, 0
+    )
+
+
+INFOS: list[Any] = [
+    {},
+    {"db.statement": "SELECT 1", "rows": 1},
+    {"function": {"name": "m.f", "args": "(1,)", "kwargs": "{}"}},
+    {"a": [1, 2.5, None, True, "x", [1, [2]]]},
+    {"big": 2**63, "small": -(2**63) - 1, "ok": 2**63 - 1},
+    {"nan": float("nan"), "inf": float("-inf")},
+    {"long": "x" * (INFO_MAX_STR + 1)},
+    {"k" * (INFO_MAX_STR + 1): 1},
+    {f"k{i}": "y" * 4000 for i in range(20)},  # over the total character bound
+    {f"k{i}": i for i in range(33)},  # more items than the fast path takes
+    {"deep": {"a": {"b": {"c": {"d": 1}}}}},
+    {1: "int key", "s": StrSub("sub")},
+    {"t": (1, 2), "set": {1}},
+    {"s": StrSub("x")},
+]
+
+
+@pytest.mark.parametrize("info", INFOS, ids=[f"i{i}" for i in range(len(INFOS))])
+def test_safe_info_fast_path_matches_the_walk(info: Any) -> None:
+    got = safe_info(info)
+    assert got == walked(info)
+    assert [type(v) for v in got.values()] == [type(v) for v in walked(info).values()]
+
+
+def test_safe_info_never_returns_the_callers_containers() -> None:
+    info: dict[str, Any] = {"rows": [1, 2], "sub": {"a": "b"}}
+    got = safe_info(info)
+    assert got == info and got is not info
+    assert got["rows"] is not info["rows"] and got["sub"] is not info["sub"]

@@ -257,10 +257,57 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     return _Walk().value(value, depth)
 
 
+def _plain_chars(value: Any, depth: int) -> int:
+    """The characters of text in ``value`` if it is already what :func:`safe_info` would make
+    of it (small dicts and lists of str keys and plain in-range scalars), else -1."""
+    t = type(value)
+    if t is str:
+        return len(value) if len(value) <= INFO_MAX_STR else -1
+    if t is bool or value is None:
+        return 0
+    if t is int:
+        return 0 if _INT64_MIN <= value <= _INT64_MAX else -1
+    if t is float:
+        return 0 if math.isfinite(value) else -1
+    if depth >= 3 or (t is not dict and t is not list) or len(value) > 32:
+        return -1
+    total = 0
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or len(k) > INFO_MAX_STR:
+                return -1
+            n = _plain_chars(v, depth + 1)
+            if n < 0:
+                return -1
+            total += len(k) + n
+    else:
+        for v in value:
+            n = _plain_chars(v, depth + 1)
+            if n < 0:
+                return -1
+            total += n
+    return total
+
+
+def _plain_copy(value: Any) -> Any:
+    t = type(value)
+    if t is dict:
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if t is list:
+        return [_plain_copy(v) for v in value]
+    return value
+
+
 def safe_info(value: Any) -> Any:
     """:func:`jsonable`, also bounded in size: strings cut at INFO_MAX_STR characters,
     containers at INFO_MAX_ITEMS entries, the whole value at INFO_MAX_NODES nodes and about
-    INFO_MAX_CHARS characters of text."""
+    INFO_MAX_CHARS characters of text. Always a new object (never the caller's containers)."""
+    if type(value) is dict:
+        # Fast path for what span info mostly is: a few plain values, already within bounds
+        # (at most 32 items a level, 3 levels: far below the node bound).
+        n = _plain_chars(value, 0)
+        if 0 <= n <= INFO_MAX_CHARS:
+            return _plain_copy(value)
     return _Walk(INFO_MAX_STR, INFO_MAX_ITEMS, INFO_MAX_NODES, INFO_MAX_CHARS).value(value, 0)
 
 
