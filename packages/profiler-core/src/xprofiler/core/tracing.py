@@ -269,6 +269,8 @@ def _build_fast_wrapper(
     ns: dict[str, Any] = {}
     exec(factory_code, ns)  # noqa: S102 - our own source, built from checked identifiers only
 
+    no_optional = first_default == len(pos)
+
     def recorded(
         pvals: tuple[Any, ...], extra: tuple[Any, ...], kvals: dict[str, Any], more: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -276,6 +278,8 @@ def _build_fast_wrapper(
         # and positional-only ones by position, optional ones by name and only when they are
         # not the default object itself; everything by position when extra positional
         # arguments were passed (then every positional parameter was given by position).
+        if no_optional and not kvals and not more:
+            return pvals + extra, {}  # all required, all positional: as passed
         if extra:
             rargs = pvals + extra
             rkw: dict[str, Any] = {}
