@@ -464,7 +464,7 @@ class Server:
                     f"Last lines of {self.log_path}:\n{tail(self.log_path)}"
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            delay = min(delay * 1.3, 0.25)
         self.start_seconds = time.monotonic() - started
         self._members.update(group_identities(self._proc.pid))
         log.info("%s: ready at %s after %.2fs", self.name, self.url, self.start_seconds)

@@ -11,7 +11,7 @@ import socket
 import struct
 
 from realservers import catalog
-from realservers._base import HOST, Server
+from realservers._base import HOST, Server, port_accepts
 
 
 class MongoDBServer(Server):
@@ -55,6 +55,9 @@ class MongoDBServer(Server):
         return {k: v for k, v in env.items() if not k.startswith("FERRETDB_")}
 
     def _check_ready(self) -> None:
+        # pymongo retries inside its selection timeout; ask it only once the port is open.
+        if not port_accepts(HOST, self.port, timeout=0.5):
+            raise ConnectionRefusedError(f"nothing listens on {HOST}:{self.port} yet")
         try:
             import pymongo
         except ImportError:

@@ -234,3 +234,18 @@ def test_parse_inspect_reads_node_dumps():
 def test_parse_inspect_refuses_truncated_dumps():
     with pytest.raises(ValueError):
         parse_inspect("{ t: [ 1, 2, ... 98 more items ] }")
+
+
+def test_provisioning_again_reuses_the_cache():
+    present = [n for n in ALL if realservers.server_class(n)().missing_provisioning() is None]
+    if not present:
+        pytest.skip("nothing provisioned here yet")
+    result = subprocess.run(
+        [sys.executable, str(TESTING_DIR / "provision.py"), "--only", ",".join(present)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [*present, "total"]
+    for line in lines[:-1]:
+        assert line.split()[-2] == "cached", line
