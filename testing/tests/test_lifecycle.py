@@ -137,7 +137,7 @@ def test_server_dies_when_the_process_that_started_it_is_killed(name, request):
     try:
         line = parent.stdout.readline()
         assert line, f"launcher printed nothing; stderr:\n{parent.stderr.read()}"
-        pgid, port = map(int, line.split())
+        pgid, _port = map(int, line.split())
         members = group_identities(pgid)  # pid -> start time: immune to PID reuse
         assert members, "server not running after start"
         parent.send_signal(signal.SIGKILL)
@@ -147,7 +147,8 @@ def test_server_dies_when_the_process_that_started_it_is_killed(name, request):
             time.sleep(0.1)
         survivors = {pid: _cmdline(pid) for pid in alive_identities(members)}
         assert survivors == {}, f"{name} outlived its parent: {survivors}"
-        assert _refused("127.0.0.1", port), f"something still listens on {port}"
+        # (Not asserting the port is refused now: on a shared machine another test's
+        # server may already have been given the freed port.)
     finally:
         if parent.poll() is None:
             parent.kill()
