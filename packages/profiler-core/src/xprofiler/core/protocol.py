@@ -7,8 +7,15 @@ Construction must be cheap and must not contact the server; connect lazily on fi
 Contract (the conformance suite in :mod:`xprofiler.core.testing` checks it):
 
 * ``notify(points)`` stores a batch. It is idempotent: a point delivered twice (same ``id``) is
-  stored once. It raises on failure (any exception); the dispatcher keeps the batch and retries.
-  It must time out rather than hang (bounded by the driver's timeouts).
+  stored once. It must time out rather than hang (bounded by the driver's timeouts). On failure
+  it raises, and what it raises matters:
+
+  - :class:`~xprofiler.core.errors.StoreUnavailable` (or an ``OSError``) when the store cannot
+    be reached or cannot take writes right now (down, refused, timed out, locked, full): the
+    dispatcher keeps the batch and retries with backoff, up to its queue bound;
+  - anything else when the store refused the *content*: the dispatcher retries a few times,
+    then splits the batch to find the points it refuses, stores the rest, and rejects those
+    points (dropped, counted in ``stats()["rejected"]``, logged).
 * ``get_report(base_id)`` returns all points of one trace, each exactly as given, in any order;
   an empty list for an unknown trace.
 * ``list_traces(filters)`` / ``list_error_traces(filters)`` return :class:`TraceSummary` rows

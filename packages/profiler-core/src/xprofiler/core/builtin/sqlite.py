@@ -101,10 +101,15 @@ class SQLiteDriver(BaseDriver):
         ]
         with self._lock:
             conn = self._connect()
-            with conn:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
-                )
+            try:
+                with conn:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                    )
+            except sqlite3.OperationalError as exc:
+                # Locked, disk full, I/O error, file gone: the store is unavailable for now,
+                # not the points' fault, so the dispatcher must keep them and retry.
+                raise StoreUnavailable(f"the sqlite store {self.path} failed: {exc}") from exc
 
     def _row_to_point(self, row: Sequence[Any]) -> Point:
         return {
