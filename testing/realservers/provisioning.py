@@ -426,13 +426,33 @@ def _route_statsd() -> Outcome:
     return outcome
 
 
+# Not a server: what the report/viewer browser tests and the DOT test need (Debian packages).
+BROWSER_APT_PACKAGES = ["chromium", "fonts-liberation", "graphviz"]
+
+
+def _route_browser() -> Outcome:
+    outcome = Outcome("browser", version="debian chromium+graphviz")
+    log = _Log("browser")
+    installed = _apt_install(BROWSER_APT_PACKAGES, log)
+    for binary in ("chromium", "dot"):
+        if shutil.which(binary) is None:
+            raise ProvisionError(f"{binary} is missing after installing its package", log.path)
+    outcome.version = f"chromium {_dpkg_version('chromium').split('-')[0]}"
+    outcome.status = "installed" if installed else "cached"
+    return outcome
+
+
+PROVISION_NAMES: tuple[str, ...] = (*catalog.NAMES, "browser")
+
 _INTENDED_VERSION = {
+    "browser": "debian chromium+graphviz",
     "elasticsearch": catalog.ELASTICSEARCH_VERSION,
     "mongodb": f"FerretDB {catalog.FERRETDB_VERSION}",
     "statsd": catalog.STATSD_VERSION,
 }
 
 _SINGLE_ROUTES = {
+    "browser": _route_browser,
     "elasticsearch": _route_elasticsearch,
     "mongodb": _route_mongodb,
     "statsd": _route_statsd,
@@ -486,14 +506,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default=",".join(catalog.NAMES),
-        help=f"comma-separated subset of: {','.join(catalog.NAMES)}",
+        default=",".join(PROVISION_NAMES),
+        help=f"comma-separated subset of: {','.join(PROVISION_NAMES)}",
     )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in catalog.NAMES]
+    unknown = [n for n in names if n not in PROVISION_NAMES]
     if unknown or not names:
-        parser.error(f"unknown server(s) {unknown}; choose from {','.join(catalog.NAMES)}")
+        parser.error(f"unknown server(s) {unknown}; choose from {','.join(PROVISION_NAMES)}")
     started = time.monotonic()
     outcomes = provision(list(dict.fromkeys(names)))
     for outcome in outcomes:

@@ -200,3 +200,12 @@ def test_demo_traces_two_services_into_one_tree(store: str) -> None:
     drv.close()
     assert [r.base_id for r in rows] == [base_id]
     assert set(rows[0].services) == {"api", "inventory"}
+
+
+def test_maintenance_on_a_store_without_housekeeping(store: str, stored: list) -> None:
+    res = run("maintenance", "-c", store)
+    assert res.returncode == 0
+    assert "needs no maintenance" in res.stdout
+    res = run("maintenance", "--retention-days", "7", "-c", store)
+    assert res.returncode == 2
+    assert "no retention by age" in res.stderr

@@ -99,3 +99,34 @@ def test_bad_retention_periods_are_refused(es_url: str, days: object) -> None:
     with pytest.raises(DriverError, match="retention"):
         drv.apply_retention(days)  # type: ignore[arg-type]
     drv.close()
+
+
+def test_profiler_maintenance_command_applies_retention(es_url: str, prefix: str) -> None:
+    """What an operator's cron job runs: `profiler maintenance -c URI --retention-days N`."""
+    import json
+    import subprocess
+    import sys
+
+    drv = load_driver(es_url)
+    now = time.time_ns()
+    old, new = make_trace(1, start=now - 40 * DAY), make_trace(1, start=now)
+    drv.notify(old + new)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "xprofiler.core.cli", "maintenance", "-c", es_url, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    res = run("--json")  # no retention configured: nothing deleted
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"retention_days": None, "deleted_indices": []}
+    res = run("--retention-days", "30", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["deleted_indices"] == [index_for(prefix, "day", now - 40 * DAY)]
+    assert drv.get_report(old[0]["base_id"]) == []
+    assert len(drv.get_report(new[0]["base_id"])) == 2
+    assert run("--retention-days", "0").returncode == 2
+    drv.close()

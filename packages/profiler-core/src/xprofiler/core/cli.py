@@ -360,6 +360,43 @@ def cmd_trace_list(args: argparse.Namespace) -> int:
     return EXIT["ok"]
 
 
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    """Run the store's housekeeping (retention) when its driver has any."""
+    if args.retention_days is not None and args.retention_days < 1:
+        raise CLIError("--retention-days must be at least 1", EXIT["usage"])
+    driver = _open_driver(args.connection_string)
+    try:
+        if args.retention_days is not None:
+            apply = getattr(driver, "apply_retention", None)
+            if not callable(apply):
+                raise CLIError(
+                    f"the {driver.url.scheme!r} driver has no retention by age; see its README "
+                    "(MongoDB uses ?ttl=, InfluxDB ?retention=)",
+                    EXIT["usage"],
+                )
+            deleted = _store_call(driver, "apply retention", lambda: apply(args.retention_days))
+            result: dict[str, Any] = {
+                "retention_days": args.retention_days,
+                "deleted_indices": list(deleted),
+            }
+        else:
+            run = getattr(driver, "maintenance", None)
+            if not callable(run):
+                print(f"the {driver.url.scheme!r} driver needs no maintenance")
+                return EXIT["ok"]
+            result = _store_call(driver, "run maintenance", run)
+    finally:
+        driver.close()
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for key, value in result.items():
+            shown = ", ".join(map(str, value)) or "none" if isinstance(value, list) else value
+            print(f"{key}: {shown}")
+    return EXIT["ok"]
+
+
 def cmd_drivers(args: argparse.Namespace) -> int:
     rows = []
     for scheme, info in available().items():
@@ -549,6 +586,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drv.add_argument("--json", action="store_true", help="print JSON")
     drv.set_defaults(func=cmd_drivers)
+
+    mnt = sub.add_parser(
+        "maintenance",
+        help="run the store's housekeeping (e.g. delete old Elasticsearch indices)",
+        description="Run the store's housekeeping: with Elasticsearch, delete the indices "
+        "older than the connection string's ?retention_days= (or --retention-days). Run it "
+        "from cron or a systemd timer. Stores that expire data themselves (MongoDB ?ttl=, "
+        "InfluxDB ?retention=) need nothing.",
+    )
+    mnt.add_argument(
+        "--retention-days",
+        type=int,
+        metavar="N",
+        help="delete data older than N days now (overrides the URI's option)",
+    )
+    mnt.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_cs(mnt)
+    mnt.set_defaults(func=cmd_maintenance)
 
     srv = sub.add_parser(
         "serve",
