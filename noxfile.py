@@ -107,7 +107,7 @@ def _local_dists() -> list[str]:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole repository."""
-    session.install("ruff")
+    session.install("ruff==0.17.6")  # pinned: a new ruff may reformat or flag what passed
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -115,7 +115,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on xprofiler.core."""
-    session.install("mypy", "-e", f"{CORE}[test]", "types-requests")
+    session.install("mypy==2.4.1", "-e", f"{CORE}[test]", "types-requests")
     session.run(
         "mypy",
         "--strict",
