@@ -36,6 +36,8 @@ SESSIONS: dict[str, str] = {
 
 # Our own distributions a package's tests need besides core (installed from local paths).
 EXTRA_LOCAL: dict[str, tuple[str, ...]] = {
+    # the viewer's /api/stats polled by the StatsD bridge, end to end
+    "profiler-core": ("statsd-bridge",),
     # end to end through a networked store: service -> redis -> collector -> MongoDB
     "profiler-driver-messaging": ("profiler-driver-mongodb",),
 }

@@ -31,6 +31,7 @@ class Reply:
     hang: float = 0.0  # after the headers, before the body
     trickle: float = 0.0  # seconds between body bytes
     content_length: bool = True
+    close: bool = False  # Content-Length *and* Connection: close (HTTP/1.0-style servers)
 
     @classmethod
     def json(cls, doc: Any, **kw: Any) -> Reply:
@@ -105,6 +106,9 @@ class HttpSource:
                     self.send_header(k, v)
                 if reply.content_length:
                     self.send_header("Content-Length", str(len(reply.body)))
+                    if reply.close:
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
                 else:
                     self.send_header("Connection", "close")
                     self.close_connection = True

@@ -54,6 +54,18 @@ def test_good_poll_sends_everything(http_source: HttpSource) -> None:
     ]
 
 
+def test_a_server_that_closes_after_a_complete_body_is_a_good_poll(
+    http_source: HttpSource,
+) -> None:
+    # wsgiref (and so `profiler serve`) sends Content-Length and closes: the socket is gone
+    # once the body is read, and that must end the read, not fail the poll.
+    http_source.route("/api/stats", Reply.json(OK_DOC, close=True))
+    poller, rec = make_poller(http_source.url)
+    out = poller.poll()
+    assert out.ok and out.sent == 4
+    assert rec.lines()[0] == "profiler.traces:5|g"
+
+
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [

@@ -120,7 +120,12 @@ class Fetcher:
                 if remaining <= 0:
                     raise PollError(REASON_TIMEOUT, f"GET {shown}: body not read within timeout")
                 if sock is not None:
-                    sock.settimeout(remaining)
+                    # A server that sends Content-Length and closes (HTTP/1.0 style, like
+                    # wsgiref) leaves the socket closed once the body is in: nothing to time.
+                    try:
+                        sock.settimeout(remaining)
+                    except OSError:
+                        sock = None
                 chunk = raw.read1(_CHUNK, decode_content=True) if hasattr(raw, "read1") else None
                 if chunk is None:  # pragma: no cover - urllib3 < 2 has no read1
                     chunk = raw.read(_CHUNK, decode_content=True)
