@@ -515,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         parser.error(f"unknown server(s) {unknown}; choose from {','.join(PROVISION_NAMES)}")
     started = time.monotonic()
+    print(
+        f"provisioning {', '.join(names)} (a first run installs Debian packages, downloads "
+        "Elasticsearch and builds FerretDB with Go: a few minutes; later runs reuse the cache)",
+        flush=True,
+    )
     outcomes = provision(list(dict.fromkeys(names)))
     for outcome in outcomes:
         status = outcome.status if outcome.error is None else "FAILED"
