@@ -566,12 +566,13 @@ def test_viewer_filter_form_narrows_the_list(browser: Page, viewer: str) -> None
 
 
 # -- screenshots for a developer -----------------------------------------------------------------
-def test_screenshot(browser: Page, report_file: Path, huge_file: Path, viewer: str) -> None:
-    """Writes PNGs to $PROFILER_SCREENSHOT_DIR for a person to look at."""
+def test_screenshot(
+    browser: Page, report_file: Path, huge_file: Path, viewer: str, tmp_path: Path
+) -> None:
+    """Screenshots of the report, the list and a huge trace: real PNGs every run; written to
+    $PROFILER_SCREENSHOT_DIR (for a person to look at) when it is set, else to a temp dir."""
     target = os.environ.get("PROFILER_SCREENSHOT_DIR")
-    if not target:
-        pytest.skip("set PROFILER_SCREENSHOT_DIR=/some/dir to write screenshots")
-    out = Path(target)
+    out = Path(target) if target else tmp_path / "shots"
     out.mkdir(parents=True, exist_ok=True)
     shots: list[tuple[str, Callable[[], None]]] = [
         (
@@ -588,5 +589,7 @@ def test_screenshot(browser: Page, report_file: Path, huge_file: Path, viewer: s
         action()
         time.sleep(0.2)
         browser.screenshot(out / name)
-        assert (out / name).stat().st_size > 1000
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n"), name
+        assert len(data) > 1000, name
     sys.stderr.write(f"screenshots written to {out}\n")
