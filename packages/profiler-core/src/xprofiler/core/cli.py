@@ -27,7 +27,7 @@ from .errors import (
 from .points import TraceFilter, TraceSummary, validate_trace_id
 from .registry import CLI_GROUP, available, get_driver_class, load_driver
 from .tree import Report, Span, build_report
-from .uri import URLError, parse_duration
+from .uri import URL, URLError, parse_duration, scrub_secrets
 
 __all__ = ["main", "resolve_connection_string", "EXIT"]
 
@@ -97,13 +97,17 @@ def _store_call(driver: Any, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (StoreUnavailable, DriverError) as exc:
-        raise CLIError(f"cannot {what} from {driver.url}: {exc}", EXIT["store"]) from None
-    except Exception as exc:  # noqa: BLE001 - client libraries raise their own types
-        secret = getattr(driver.url, "password", None)
-        text = f"{type(exc).__name__}: {exc}"
-        if secret:
-            text = text.replace(secret, "***")
+        text = _scrub(str(exc), driver)
         raise CLIError(f"cannot {what} from {driver.url}: {text}", EXIT["store"]) from None
+    except Exception as exc:  # noqa: BLE001 - client libraries raise their own types
+        text = _scrub(f"{type(exc).__name__}: {exc}", driver)
+        raise CLIError(f"cannot {what} from {driver.url}: {text}", EXIT["store"]) from None
+
+
+def _scrub(text: str, driver: Any) -> str:
+    """``text`` without the credentials of the driver's URL (password, api_key, nested ones)."""
+    url = getattr(driver, "url", None)
+    return scrub_secrets(text, url.secrets()) if isinstance(url, URL) else text
 
 
 def load_report(driver: Any, trace_id: str) -> Report:

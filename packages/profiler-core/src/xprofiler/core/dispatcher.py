@@ -25,13 +25,13 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, NamedTuple
-from urllib.parse import quote
 
 from .errors import StoreUnavailable
 from .points import Point, safe_info
 from .registry import load_driver
-from .uri import URL
+from .uri import URL, scrub_secrets
 
 __all__ = ["Dispatcher", "SpanLabels"]
 
@@ -54,16 +54,14 @@ class SpanLabels(NamedTuple):
 _UNAVAILABLE = (StoreUnavailable, OSError)
 
 
-def _safe_error(exc: BaseException, secret: str | None) -> str:
+def _safe_error(exc: BaseException, secrets: Iterable[str]) -> str:
     try:
         text = f"{type(exc).__name__}: {exc}"
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails
         text = f"{type(exc).__name__}: <unprintable>"
-    if secret:
-        # The driver may have quoted its URL, decoded or percent-encoded.
-        for form in {secret, quote(secret, safe=""), quote(secret)}:
-            text = text.replace(form, "***")
-    return text[:500]
+    # The driver may have quoted its URL (password, api_key, a nested store's password),
+    # decoded or percent-encoded.
+    return scrub_secrets(text, secrets)[:500]
 
 
 class Dispatcher:
@@ -100,7 +98,7 @@ class Dispatcher:
         else:
             self._url = getattr(store, "url", None)
             self._driver = store
-        self._secret = self._url.password if self._url is not None else None
+        self._secrets: tuple[str, ...] = self._url.secrets() if isinstance(self._url, URL) else ()
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -313,7 +311,7 @@ class Dispatcher:
                 self._get_driver().notify(part)
             except Exception as exc:  # noqa: BLE001 - counted, logged, retried or split
                 self.failed_batches += 1
-                self.last_error = _safe_error(exc, self._secret)
+                self.last_error = _safe_error(exc, self._secrets)
                 if isinstance(exc, _UNAVAILABLE):
                     return self._unreachable(backoff)
                 backoff = self._refused(part, backoff)

@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, quote_plus, unquote
 
-__all__ = ["URL", "URLError", "parse_url", "parse_duration"]
+__all__ = ["URL", "URLError", "parse_url", "parse_duration", "scrub_secrets"]
 
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_\-.%~]+$")
@@ -22,22 +22,41 @@ _FALSE = {"0", "false", "no", "off"}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 # Option names whose values are credentials: masked when rendered, never echoed in errors.
+_SCRUB_LEVELS = 4  # as written, then percent-encoded up to three times (nested options)
 _SECRET_OPTION_RE = re.compile(r"pass|secret|token|api_?key|credential", re.IGNORECASE)
 
 
 def _mask_nested(value: str) -> str:
-    """An option that is itself a connection string (``?store=mongodb://u:pw@h``) keeps its
-    shape but loses its password."""
-    if "://" not in value or "@" not in value:
+    """An option that is itself a connection string (``?store=mongodb://u:pw@h`` or
+    ``?store=elasticsearch://h?api_key=k``) keeps its shape but loses its credentials."""
+    if "://" not in value:
         return value
     try:
         return parse_url(value).render(hide_password=True)
     except ValueError:
-        return _MASK  # looks like a URL with credentials but does not parse: hide it whole
+        # Looks like a URL but does not parse: hide it whole if it may hold a credential.
+        return _MASK if "@" in value or _SECRET_OPTION_RE.search(value) else value
 
 
 def _is_secret_option(key: str) -> bool:
     return bool(_SECRET_OPTION_RE.search(key))
+
+
+def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***``, as written and percent-encoded (client
+    libraries quote URLs either way; a connection string nested in an option is encoded once
+    more per level)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        level = secret
+        for _ in range(_SCRUB_LEVELS):
+            if not level:
+                break
+            forms |= {level, quote(level), quote_plus(level)}
+            level = quote(level, safe="")
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, _MASK)
+    return text
 
 
 class URLError(ValueError):
@@ -140,6 +159,26 @@ class URL:
         except URLError as exc:
             reason = "" if _is_secret_option(key) else f": {exc}"
         raise URLError(f"option {key!r} is not a duration{reason}")
+
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this URL holds: the password, the values of options named like
+        secrets (``api_key``, ``token``...) and those of connection strings nested in options.
+        For scrubbing text that may quote them (see :func:`scrub_secrets`); longest first."""
+        found: set[str] = set()
+        if self.password:
+            found.add(self.password)
+        for key, value in self.query:
+            if not value:
+                continue
+            if _is_secret_option(key):
+                found.add(value)
+            elif "://" in value:
+                try:
+                    found.update(parse_url(value).secrets())
+                except ValueError:
+                    if "@" in value or _SECRET_OPTION_RE.search(value):
+                        found.add(value)
+        return tuple(sorted(found, key=len, reverse=True))
 
     # -- copies -------------------------------------------------------------------------------
     def set(self, **changes: Any) -> URL:

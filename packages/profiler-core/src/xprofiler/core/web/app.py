@@ -33,6 +33,7 @@ from ..points import TraceFilter, TraceSummary, validate_trace_id
 from ..reports import dumps_json, to_native, to_osprofiler
 from ..reports.html import asset, content_security_policy, format_ns, to_html
 from ..tree import Report, build_report
+from ..uri import URL, scrub_secrets
 from .params import BadRequest, Query, parse_query
 from .stats import DEFAULT_WINDOW_SECONDS, trace_stats
 
@@ -195,15 +196,15 @@ class ViewerApp:
         except DriverError as exc:
             raise HTTPError(503, f"cannot {what}: {self._masked(str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - client libraries raise their own types
-            log.warning("viewer: store error while trying to %s", what, exc_info=True)
-            raise HTTPError(
-                503, f"cannot {what}: {type(exc).__name__}: {self._masked(str(exc))}"
-            ) from None
+            text = f"{type(exc).__name__}: {self._masked(str(exc))}"
+            # No traceback: its frames and messages may quote the connection string.
+            log.warning("viewer: store error while trying to %s: %s", what, text)
+            raise HTTPError(503, f"cannot {what}: {text}") from None
 
     def _masked(self, text: str) -> str:
-        secret = getattr(getattr(self.driver, "url", None), "password", None)
-        if secret:
-            text = text.replace(secret, "***")
+        url = getattr(self.driver, "url", None)
+        if isinstance(url, URL):
+            text = scrub_secrets(text, url.secrets())
         return text[:500]
 
     def _trace_id(self, raw: str) -> str:
