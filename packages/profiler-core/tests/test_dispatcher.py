@@ -428,3 +428,19 @@ def test_exit_with_the_store_down_is_bounded_and_says_what_was_lost(tmp_path: Pa
     assert out.returncode == 0
     assert "7 trace points could not be delivered before shutdown" in out.stderr
     assert "cannot open the sqlite store" in out.stderr
+
+
+def test_flush_while_the_store_is_down_keeps_the_backoff(make: Any) -> None:
+    """flush() (and so shutdown and the flush at exit) must not turn the retry backoff into a
+    busy loop that hammers an unreachable store for the whole timeout."""
+    driver = ListDriver()
+    driver.down = True
+    d = make(driver, retry_backoff_max=5.0, flush_interval=0.05)
+    d.put(points(1)[0])
+    assert d.flush(1.0) is False
+    # Backoff 0.1, 0.2, 0.4, 0.8 s...: a handful of attempts in a second (a busy loop made
+    # thousands).
+    assert 1 <= driver.calls <= 20, driver.calls
+    driver.down = False
+    assert d.flush(20)
+    assert driver.ids() == [points(1)[0]["id"]]

@@ -214,12 +214,16 @@ class Dispatcher:
             self._start_thread()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
+            self._wake.set()  # one attempt now, even while the store is failing
             while self._queue or self._held:
-                self._wake.set()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
+                # While the store fails, the thread keeps its backoff: waking it after every
+                # attempt would hammer the store (and burn a core) for the whole timeout.
+                if not (self._failing or self._refusing):
+                    self._wake.set()
         return True
 
     def stats(self) -> dict[str, Any]:
