@@ -170,6 +170,38 @@ def test_connection_error_is_recorded_and_reraised(store: Store) -> None:
     assert isinstance(info.value, requests.ConnectionError)
 
 
+def test_a_token_given_as_params_is_not_recorded_when_the_server_is_down(store: Store) -> None:
+    """requests builds the query from params= and quotes it in the ConnectionError."""
+    base = profiler.init(KEY).get_base_id()
+    port = closed_port()
+    with TracedSession() as s, pytest.raises(requests.ConnectionError) as info:
+        s.get(f"http://127.0.0.1:{port}/x?a=1", params={"token": "T0KEN/+x"}, timeout=5)
+    assert "T0KEN" in str(info.value)  # requests quotes the query it built...
+    span = store.report(base).roots[0]
+    assert span.error and "Connection refused" in span.exception["message"]
+    stored = json.dumps(store.driver.get_report(base))
+    assert "T0KEN" not in stored  # ...the trace does not
+
+
+def test_a_base_id_that_is_not_a_str_never_breaks_the_call(store: Store, server: Any) -> None:
+    """init() given a UUID object: the outgoing call still works and carries the headers."""
+    hostport, received = server
+    base = uuid.uuid4()
+    profiler.init(KEY, base_id=base)  # type: ignore[arg-type]
+    with TracedSession() as s:
+        assert s.get(f"http://{hostport}/odd", timeout=10).status_code == 200
+    assert verify(received[0]["headers"])["base_id"] == str(base)
+    assert [r.name for r in store.report(str(base)).roots] == ["http"]
+
+
+def test_an_unusable_hmac_key_never_breaks_the_call(store: Store, server: Any) -> None:
+    hostport, received = server
+    profiler.init(12345)  # type: ignore[arg-type]
+    with TracedSession() as s:
+        assert s.get(f"http://{hostport}/oddkey", timeout=10).status_code == 200
+    assert "X-Trace-Info" not in received[0]["headers"]
+
+
 def test_invalid_url_error_does_not_record_credentials(store: Store) -> None:
     base = profiler.init(KEY).get_base_id()
     with TracedSession() as s, pytest.raises(requests.exceptions.InvalidURL) as info:

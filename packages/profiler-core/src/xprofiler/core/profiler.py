@@ -253,8 +253,10 @@ def init(
     hmac_key: str | None, base_id: str | None = None, parent_id: str | None = None
 ) -> Profiler:
     """Begin (or continue, given ids from a caller) a trace in the current context."""
-    base = base_id or str(uuid.uuid4())
-    frame: _Frame = (None, parent_id or base, "", base, hmac_key)
+    # Ids are strings in every point, header and store: a UUID object (or any other value)
+    # given here is used as its text, so it cannot fail later inside a traced call.
+    base = str(base_id) if base_id else str(uuid.uuid4())
+    frame: _Frame = (None, str(parent_id) if parent_id else base, "", base, hmac_key)
     _ctx.set(frame)
     return Profiler(frame)
 

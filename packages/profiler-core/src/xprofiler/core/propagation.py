@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = [
     "get_trace_id_headers",
     "trace_from_headers",
 ]
+
+log = logging.getLogger(__name__)
 
 X_TRACE_INFO = "X-Trace-Info"
 X_TRACE_HMAC = "X-Trace-HMAC"
@@ -94,9 +97,13 @@ def get_trace_id_headers() -> dict[str, str]:
     prof = _p.get()
     if prof is None or not prof.hmac_key:
         return {}
-    info, sig = signed_pack(
-        {"base_id": prof.get_base_id(), "parent_id": prof.get_id()}, prof.hmac_key
-    )
+    try:
+        info, sig = signed_pack(
+            {"base_id": prof.get_base_id(), "parent_id": prof.get_id()}, prof.hmac_key
+        )
+    except Exception:  # noqa: BLE001 - an odd key or id must not break the outgoing call
+        log.debug("xprofiler: cannot sign the trace headers", exc_info=True)
+        return {}
     return {X_TRACE_INFO: info, X_TRACE_HMAC: sig}
 
 

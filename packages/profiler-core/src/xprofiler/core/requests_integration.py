@@ -46,11 +46,28 @@ def _secrets(url: Any) -> list[str]:
     return sorted((x for x in found if x), key=len, reverse=True)
 
 
-def _error_info(exc: BaseException, url: Any) -> dict[str, Any]:
-    # requests quotes the whole URL in some errors (InvalidURL...): scrub what _clean_url
-    # leaves out before it is recorded.
+def _full_url(url: Any, params: Any) -> str | None:
+    """The URL as requests sends it, with ``params=`` merged into its query (or None)."""
+    if not params:
+        return None
+    try:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, params)
+        return prepared.url
+    except Exception:  # noqa: BLE001 - a URL requests refuses: nothing more to scrub
+        return None
+
+
+def _error_info(exc: BaseException, url: Any, params: Any = None) -> dict[str, Any]:
+    # requests quotes the whole URL in some errors (InvalidURL, ConnectionError's "Max retries
+    # exceeded with url: /path?token=..."): scrub what _clean_url leaves out, the query built
+    # from params= included, before it is recorded.
     message = _p.safe_repr_text(exc)
-    for secret in _secrets(url):
+    secrets = set(_secrets(url))
+    full = _full_url(url, params)
+    if full is not None:
+        secrets.update(_secrets(full))
+    for secret in sorted(secrets, key=len, reverse=True):
         message = message.replace(secret, "***")
     return {"etype": type(exc).__name__, "message": message}
 
@@ -67,7 +84,7 @@ def _traced_request(self: requests.Session, method: str, url: Any, **kwargs: Any
             kwargs["headers"] = headers
         response = _original_request(self, method, url, **kwargs)
     except BaseException as exc:
-        _p.stop(_error_info(exc, url), error=True)
+        _p.stop(_error_info(exc, url, kwargs.get("params")), error=True)
         raise
     _p.stop({"response": {"status_code": response.status_code}})
     return response
