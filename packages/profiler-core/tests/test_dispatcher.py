@@ -444,3 +444,45 @@ def test_flush_while_the_store_is_down_keeps_the_backoff(make: Any) -> None:
     driver.down = False
     assert d.flush(20)
     assert driver.ids() == [points(1)[0]["id"]]
+
+
+def test_exit_is_bounded_when_the_store_never_answers() -> None:
+    """A driver stuck for ever inside notify(), holding the lock its close() needs (as the
+    sqlite, Elasticsearch, InfluxDB, MongoDB and Redis drivers do): the process still exits."""
+    script = textwrap.dedent(
+        """
+        import threading
+        from xprofiler.core.dispatcher import Dispatcher
+        from xprofiler.core.testing import make_point
+
+        class Hanging:
+            url = None
+            def __init__(self):
+                self.lock = threading.Lock()
+                self.entered = threading.Event()
+            def notify(self, points):
+                with self.lock:
+                    self.entered.set()
+                    threading.Event().wait()  # the store never answers
+            def close(self):
+                with self.lock:
+                    pass
+
+        drv = Hanging()
+        d = Dispatcher(drv, flush_interval=3600, exit_timeout=0.5)
+        d.put(make_point("b", "t", "b", "start", "op", 1))
+        d.flush(0)
+        assert drv.entered.wait(30)
+        print("stuck in notify; exiting")
+        """
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:  # pragma: no cover - the failure this test is about
+        pytest.fail("the interpreter hung at exit behind a driver stuck in notify()")
+    assert out.returncode == 0, out.stderr
+    assert "stuck in notify" in out.stdout
+    assert "1 trace points could not be delivered before shutdown" in out.stderr
+    assert "did not close" in out.stderr

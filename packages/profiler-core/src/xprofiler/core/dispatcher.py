@@ -261,10 +261,33 @@ class Dispatcher:
                 self.last_error,
             )
         if self._driver is not None:
+            self._close_driver(timeout)
+
+    def _close_driver(self, timeout: float) -> None:
+        """Close the driver, waiting at most ``timeout``: a driver stuck in notify() may hold
+        the lock its close() needs, and the process must still be able to exit."""
+        driver = self._driver
+
+        def run() -> None:
             try:
-                self._driver.close()
+                driver.close()
             except Exception:  # noqa: BLE001
                 log.debug("xprofiler: driver close failed", exc_info=True)
+
+        closer = threading.Thread(target=run, name="xprofiler-close", daemon=True)
+        try:
+            closer.start()
+        except RuntimeError:  # no new threads (interpreter finalizing): close inline
+            run()
+            return
+        closer.join(max(timeout, 0.1))
+        if closer.is_alive():
+            log.warning(
+                "xprofiler: the trace store %s did not close within %.1f s (still busy "
+                "delivering?); leaving it",
+                self._url,
+                timeout,
+            )
 
     # -- background ---------------------------------------------------------------------------
     def _get_driver(self) -> Any:
