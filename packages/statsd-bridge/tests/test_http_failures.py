@@ -152,6 +152,25 @@ def test_failure_is_logged_once_with_reason_and_no_secret(
     assert http_source.requests[-1].headers["x-auth-token"] == "s3cr3t-token"
 
 
+def test_a_token_in_the_source_url_is_not_logged_when_the_service_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    url = f"http://127.0.0.1:{port}/api/stats?window=1h&access_token=T0KEN-xyz"
+    poller, _ = make_poller(url)
+    with caplog.at_level(logging.DEBUG):
+        out = poller.poll()
+    assert out.reason == "connection"
+    assert "window=1h" in repr(poller.source) and "access_token=***" in repr(poller.source)
+    assert "poll failed" in caplog.text and f"127.0.0.1:{port}" in caplog.text
+    assert "T0KEN" not in caplog.text + out.message + repr(poller.source)
+
+
 def test_basic_auth_and_user_agent_are_sent(http_source: HttpSource) -> None:
     http_source.route("/api/stats", Reply.json(OK_DOC))
     poller, _ = make_poller(http_source.url, extra='auth = { username = "ops", password = "pw" }')

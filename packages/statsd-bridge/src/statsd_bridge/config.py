@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from . import jsonpath, names
 from .errors import ConfigError, Problem
@@ -129,18 +129,34 @@ class Config:
     sources: tuple[Source, ...]
 
 
+# Query parameters whose values are credentials (?access_token=, ?api_key=, ?sig=...).
+_SECRET_PARAM = re.compile(r"pass|secret|token|api_?key|auth|credential|sig", re.IGNORECASE)
+
+
+def _redact_query(query: str) -> str:
+    out = []
+    for item in query.split("&"):
+        key, eq, _ = item.partition("=")
+        out.append(f"{key}=***" if eq and _SECRET_PARAM.search(unquote(key)) else item)
+    return "&".join(out)
+
+
 def redact_url(url: str) -> str:
+    """``url`` for logs: no user:password, no value of a query parameter named like a secret."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
+    query = _redact_query(parts.query) if parts.query else parts.query
     if parts.username is None and parts.password is None:
-        return url
+        if query == parts.query:
+            return url
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def parse_duration(value: Any) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -175,10 +176,16 @@ def _is_timeout(exc: BaseException) -> bool:
     return False
 
 
+# A query string inside an error message ("Max retries exceeded with url: /s?token=..."):
+# the URL is shown redacted beside it, so the message does not need it.
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]+")
+
+
 def _short(exc: BaseException) -> str:
-    """An error description without URLs' credentials or long reprs."""
+    """An error description without URLs' credentials, query strings or long reprs."""
     name = type(exc).__name__
     text = str(exc)
     if "@" in text:
         return name
+    text = _QUERY_IN_TEXT.sub("?...", text)
     return f"{name}: {text[:200]}" if text else name
