@@ -72,7 +72,7 @@ EXAMPLE = "profiler-driver-example"
 BRIDGE = "statsd-bridge"
 NAMESPACE_INITS = ("xprofiler/__init__.py", "xprofiler/drivers/__init__.py")
 FORBIDDEN_TOP_LEVEL = ("tests", "test", "src")
-NON_DRIVER_EXTRAS = {"all", "test", "tests", "dev", "docs"}
+NON_DRIVER_EXTRAS = {"all", "test", "tests", "dev", "docs", "requests"}
 CONSTRAINTS = "constraints.txt"
 EXIT_DRIVER = 5  # xprofiler.core.cli.EXIT["driver"]
 

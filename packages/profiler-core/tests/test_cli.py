@@ -54,7 +54,7 @@ def test_show_prints_the_tree_with_timings_and_stats(store: str, stored: list) -
     assert "api, worker" in res.stdout
     for name in ("wsgi", "wsgi1", "wsgi2"):
         assert name in res.stdout
-    assert "per category:" in res.stdout
+    assert "per category (share" in res.stdout
     # nesting is visible: each deeper span is indented further
     lines = [ln for ln in res.stdout.splitlines() if "wsgi" in ln and "[" in ln]
     indents = [len(ln) - len(ln.lstrip(" │|`└├─-")) for ln in lines]
@@ -129,7 +129,26 @@ def test_unreachable_store_exits_4(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     res = run("trace", "list", "-c", f"sqlite:///{blocker}/sub/traces.db")
     assert res.returncode == 4
-    assert "cannot list traces" in res.stderr
+    assert "no sqlite store at" in res.stderr
+
+
+def test_reading_a_missing_sqlite_store_does_not_create_it(tmp_path: Path) -> None:
+    path = tmp_path / "typo" / "traces.db"
+    res = run("trace", "list", "-c", f"sqlite:///{path}")
+    assert res.returncode == 4
+    assert f"no sqlite store at {path}" in res.stderr
+    assert not path.parent.exists()
+
+
+def test_collect_without_the_messaging_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xprofiler.core import cli
+
+    monkeypatch.setattr(cli, "_load_plugins", lambda sub: None)  # as if not installed
+    code = cli.main(["collect", "--from", "redis://127.0.0.1/0", "--to", "sqlite:///x.db"])
+    assert code == 5
+    assert "'profiler-core[messaging]'" in capsys.readouterr().err
 
 
 def test_list_newest_first_and_filters(store: str, stored: list) -> None:
@@ -209,3 +228,31 @@ def test_maintenance_on_a_store_without_housekeeping(store: str, stored: list) -
     res = run("maintenance", "--retention-days", "7", "-c", store)
     assert res.returncode == 2
     assert "no retention by age" in res.stderr
+
+
+def test_serve_stops_cleanly_on_sigterm(store: str, stored: list) -> None:
+    import signal
+    import urllib.request
+
+    env = dict(os.environ)
+    env.pop("PROFILER_CONNECTION_STRING", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xprofiler.core.cli", "serve", "--port", "0", "-c", store],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "serving traces from" in line and "127.0.0.1" in line
+        url = line.split(" on ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "api/stats", timeout=10) as resp:  # noqa: S310
+            assert json.loads(resp.read())["traces"] == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert "profiler: stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

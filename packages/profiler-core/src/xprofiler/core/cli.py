@@ -27,7 +27,7 @@ from .errors import (
 from .points import TraceFilter, TraceSummary, validate_trace_id
 from .registry import CLI_GROUP, available, get_driver_class, load_driver
 from .tree import Report, Span, build_report
-from .uri import URL, URLError, parse_duration, scrub_secrets
+from .uri import URL, URLError, parse_duration, parse_url, scrub_secrets
 
 __all__ = ["main", "resolve_connection_string", "EXIT"]
 
@@ -59,11 +59,11 @@ exit codes:
 examples:
   profiler demo                         run a small traced workload and show it
   profiler trace list --errors          the newest traces with an error
-  profiler trace show 5f1c...           one trace as a tree
-  profiler trace show 5f1c... --json    the same as JSON (schema: docs/report-schema.md)
-  profiler trace show 5f1c... --html -o trace.html   a waterfall page to open in a browser
-  profiler trace show 5f1c... --dot | dot -Tsvg > trace.svg
-  profiler trace show 5f1c... --json --format osprofiler   OSProfiler's report shape
+  profiler trace show ID              one trace as a tree (ID: the whole trace id)
+  profiler trace show ID --json       the same as JSON (schema: docs/report-schema.md)
+  profiler trace show ID --html -o trace.html   a waterfall page to open in a browser
+  profiler trace show ID --dot | dot -Tsvg > trace.svg
+  profiler trace show ID --json --format osprofiler   OSProfiler's report shape
   profiler serve                        the web viewer on http://127.0.0.1:8765/
   profiler drivers                      which stores you can use
 """
@@ -81,12 +81,39 @@ class CLIError(Exception):
         self.code = code
 
 
-def _open_driver(cs: str | None) -> Any:
+def _bad_uri_text(exc: Exception) -> str:
+    text = str(exc)
+    return (
+        text if text.startswith("malformed connection string") else f"bad connection string: {text}"
+    )
+
+
+def _missing_sqlite_store(uri: str) -> str | None:
+    """The path of a sqlite store that does not exist (a read would silently create it)."""
+    try:
+        url = parse_url(uri)
+    except URLError:
+        return None
+    if url.scheme != "sqlite" or not url.database or url.hosts:
+        return None
+    path = os.path.expanduser(url.database)
+    return None if os.path.exists(path) else path
+
+
+def _open_driver(cs: str | None, *, must_exist: bool = True) -> Any:
     uri = resolve_connection_string(cs)
+    missing = _missing_sqlite_store(uri) if must_exist else None
+    if missing is not None:
+        hint = (
+            "nothing has been traced into the default store yet (try: profiler demo)"
+            if not cs and not os.environ.get("PROFILER_CONNECTION_STRING")
+            else "check the path: three slashes for a relative path, four for an absolute one"
+        )
+        raise CLIError(f"no sqlite store at {missing}: {hint}", EXIT["store"])
     try:
         return load_driver(uri)
     except URLError as exc:
-        raise CLIError(f"bad connection string: {exc}", EXIT["usage"]) from None
+        raise CLIError(_bad_uri_text(exc), EXIT["usage"]) from None
     except (DriverNotFound, DriverLibraryMissing) as exc:
         raise CLIError(str(exc), EXIT["driver"]) from None
     except DriverError as exc:
@@ -189,7 +216,10 @@ def render_tree(report: Report, out: TextIO | _EncodingProxy) -> None:
         n = len(span.children)
         for i in range(n - 1, -1, -1):
             stack.append((span.children[i], child_prefix, i == n - 1))
-    out.write("\nper category:\n")
+    out.write(
+        "\nper category (share: total time over the trace's; nested spans count in their own\n"
+        "category and in their parents', so shares can add up to more than 100%):\n"
+    )
     width = max((len(_clean(n)) for n in report.stats), default=4)
     total = report.duration or 0
     for name, st in report.stats.items():
@@ -222,6 +252,10 @@ def cmd_trace_show(args: argparse.Namespace) -> int:
         raise CLIError(
             "--format applies to --json (e.g. --json --format osprofiler)", EXIT["usage"]
         )
+    try:
+        validate_trace_id(args.trace_id)  # bad input is reported before any store is opened
+    except ValueError as exc:
+        raise CLIError(f"bad trace id: {exc}", EXIT["usage"]) from None
     driver = _open_driver(args.connection_string)
     try:
         report = load_report(driver, args.trace_id)
@@ -386,7 +420,10 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
         else:
             run = getattr(driver, "maintenance", None)
             if not callable(run):
-                print(f"the {driver.url.scheme!r} driver needs no maintenance")
+                if args.json:
+                    print(json.dumps({"maintenance": None}))
+                else:
+                    print(f"the {driver.url.scheme!r} driver needs no maintenance")
                 return EXIT["ok"]
             result = _store_call(driver, "run maintenance", run)
     finally:
@@ -441,7 +478,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         app = make_app(cs, allowed_hosts=LOOPBACK_NAMES if loopback else None)
     except URLError as exc:
-        raise CLIError(f"bad connection string: {exc}", EXIT["usage"]) from None
+        raise CLIError(_bad_uri_text(exc), EXIT["usage"]) from None
     except (DriverNotFound, DriverLibraryMissing) as exc:
         raise CLIError(str(exc), EXIT["driver"]) from None
     except _DriverError as exc:
@@ -469,11 +506,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    import signal
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, docker stop, kill) stops like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("profiler: stopped", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.server_close()
         app.close()
     return EXIT["ok"]
@@ -573,7 +617,11 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--errors", action="store_true", help="only traces with an error")
     lst.add_argument("--service", metavar="NAME", help="only traces touching this service")
     lst.add_argument("--name", metavar="NAME", help="only traces with a span of this name")
-    lst.add_argument("--since", metavar="TIME", help="started at/after (ISO time, or 15m, 2h ago)")
+    lst.add_argument(
+        "--since",
+        metavar="TIME",
+        help="started at/after: an ISO time (2026-11-22T10:00) or an age (15m, 2h, 7d)",
+    )
     lst.add_argument("--until", metavar="TIME", help="started at/before (ISO time, or an age)")
     lst.add_argument("--min-duration", type=float, metavar="MS", help="at least MS milliseconds")
     lst.add_argument("--limit", "-n", type=int, default=20, help="rows to show (default 20)")
@@ -629,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run a small traced multi-service workload and show its trace",
-        description="Start a 'worker' service in a subprocess, send it traced requests from "
+        description="Start an 'inventory' service in a subprocess, send it traced requests from "
         "an 'api' service, store the trace and print it as a tree.",
     )
     demo.add_argument("--requests", type=int, default=3, help="requests to send (default 3)")
@@ -637,7 +685,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     _load_plugins(sub)
+    if "collect" not in sub.choices:
+        hint = sub.add_parser(
+            "collect",
+            help="drain a Redis bus into a store (needs profiler-driver-messaging)",
+            add_help=False,
+        )
+        hint.set_defaults(func=_collect_missing)
+        parser.set_defaults(_collect_missing=True)
     return parser
+
+
+def _collect_missing(args: argparse.Namespace) -> int:
+    raise CLIError(
+        "profiler collect comes with the messaging driver: pip install --find-links "
+        "<this project's wheelhouse> 'profiler-core[messaging]'",
+        EXIT["driver"],
+    )
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -666,6 +730,14 @@ def _load_plugins(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if parser.get_default("_collect_missing") and "collect" in words[:1]:
+        # Its options are the plugin's, unknown here: say what to install, not "bad option".
+        try:
+            return _collect_missing(argparse.Namespace())
+        except CLIError as exc:
+            print(f"profiler: error: {exc}", file=sys.stderr)
+            return exc.code
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

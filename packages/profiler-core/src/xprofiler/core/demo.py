@@ -193,7 +193,7 @@ def run_demo(connection_string: str, args: argparse.Namespace | None = None) -> 
         driver.close()
     render_tree(report, sys.stdout)
     print(
-        f"\nsee it again with: profiler trace show {base_id}"
+        f"\nsee it again with: {_profiler_command()} trace show {base_id}"
         + (
             ""
             if not args or not getattr(args, "connection_string", None)
@@ -202,6 +202,16 @@ def run_demo(connection_string: str, args: argparse.Namespace | None = None) -> 
         file=sys.stderr,
     )
     return 0
+
+
+def _profiler_command() -> str:
+    """``profiler`` if that is on PATH, else the path of the one beside this interpreter."""
+    import shutil
+
+    if shutil.which("profiler"):
+        return "profiler"
+    beside = os.path.join(os.path.dirname(sys.executable), "profiler")
+    return beside if os.path.exists(beside) else "profiler"
 
 
 def _safe(cs: str) -> str:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
+try:
+    import requests
+except ModuleNotFoundError as exc:  # requests is optional for core
+    raise ModuleNotFoundError(
+        "xprofiler.core.requests_integration needs the 'requests' library: "
+        "pip install 'profiler-core[requests]' (or pip install requests)",
+        name=exc.name,
+    ) from exc
 
 from . import profiler as _p
 from .propagation import get_trace_id_headers
