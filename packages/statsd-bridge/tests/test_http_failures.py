@@ -216,3 +216,31 @@ name = "v.{*}"
     assert rec.lines() == ["src.v.a:1|g", "src.v.d:1|g", "src.v.f:2.5|g"]
     assert out.rejected == 4
     assert poller.stats.rejected == {"null": 1, "string": 1, "nan": 1, "not_a_number": 1}
+
+
+@pytest.mark.parametrize(
+    ("given", "polled"),
+    [
+        ("http://h:8765", "http://h:8765/api/stats"),
+        ("http://h:8765/", "http://h:8765/api/stats"),
+        ("http://h/viewer/?window=2h", "http://h/viewer/api/stats?window=2h"),
+        ("http://h/api/stats?window=24h", "http://h/api/stats?window=24h"),
+    ],
+)
+def test_profiler_source_url_keeps_its_query_after_the_path(given: str, polled: str) -> None:
+    from statsd_bridge.sources import profiler_stats_url
+
+    assert profiler_stats_url(given) == polled
+
+
+def test_profiler_source_with_a_query_polls_the_stats_path(http_source: HttpSource) -> None:
+    seen: list[str] = []
+
+    def reply(req) -> Reply:  # type: ignore[no-untyped-def]
+        seen.append(req.query.get("window", [""])[0])
+        return Reply.json(OK_DOC)
+
+    http_source.route("/api/stats", reply)
+    poller, rec = make_poller(http_source.url + "/?window=2h")
+    assert poller.poll().ok
+    assert seen == ["2h"]

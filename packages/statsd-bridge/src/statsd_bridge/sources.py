@@ -144,6 +144,18 @@ PROFILER_RULES = _profiler_rules()
 PROFILER_STATS_PATH = "/api/stats"
 
 
+def profiler_stats_url(url: str) -> str:
+    """The viewer root (or the stats URL itself) -> its /api/stats URL; a query stays a query
+    (``http://h/viewer?window=2h`` -> ``http://h/viewer/api/stats?window=2h``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if not path.endswith(PROFILER_STATS_PATH):
+        path += PROFILER_STATS_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
 class ProfilerCollector:
     """The project's web viewer: ``GET /api/stats``.
 
@@ -154,8 +166,7 @@ class ProfilerCollector:
     def __init__(self, source: Source, max_part: int) -> None:
         self.source = source
         self.max_part = max_part
-        base = source.url.rstrip("/")
-        self.url = base if base.endswith(PROFILER_STATS_PATH) else base + PROFILER_STATS_PATH
+        self.url = profiler_stats_url(source.url)
 
     def collect(self, fetch: Fetch, deadline: float) -> PollResult:
         doc = fetch.get_json(self.url, deadline)

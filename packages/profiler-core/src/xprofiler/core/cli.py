@@ -241,7 +241,7 @@ def render_list(rows: Sequence[TraceSummary], out: TextIO) -> None:
     for r in rows:
         out.write(
             f"{_when(r.start):<23}  {_ms(r.duration):>13}  {r.span_count:>5}  "
-            f"{'yes' if r.error else '   '}  {r.base_id:<36}  {_clean(r.name)}  "
+            f"{'yes' if r.error else '   '}  {_clean(r.base_id):<36}  {_clean(r.name)}  "
             f"[{', '.join(_clean(s) for s in r.services)}]\n"
         )
 

@@ -65,6 +65,14 @@ _config: _Config | None = None
 # What start/stop need of the config, in one global read: the dispatcher's queue, the
 # dispatcher, the labels. put()'s fast path is inlined there (see Dispatcher.put).
 _sink: tuple[deque[Any], Dispatcher, SpanLabels] | None = None
+# After shutdown(), tracing stays off until setup() is called again (no silent default store).
+_shut_down = False
+
+
+class _TracingShutDown(Exception):
+    pass
+
+
 _config_lock = threading.Lock()
 _auto_lock = threading.Lock()
 
@@ -126,7 +134,7 @@ def setup(
     headers when a trace was started here without one). A malformed connection string or an
     unknown scheme raises here, at set-up; the store itself is contacted in the background.
     """
-    global _config, _max_repr, _sink
+    global _config, _max_repr, _sink, _shut_down
     from .builtin.sqlite import default_path
 
     cs = connection_string or os.environ.get(ENV_CONNECTION_STRING) or f"sqlite:///{default_path()}"
@@ -138,6 +146,7 @@ def setup(
     service = service or os.path.basename(sys.argv[0] or "python") or "python"
     host = host or socket.gethostname()
     with _config_lock:
+        _shut_down = False
         old = _config
         _config = _Config(
             service=service,
@@ -164,6 +173,8 @@ def is_setup() -> bool:
 def _cfg() -> _Config:
     cfg = _config
     if cfg is None:
+        if _shut_down:
+            raise _TracingShutDown("shutdown() was called; setup() turns tracing back on")
         with _auto_lock:
             if _config is None:
                 setup()
@@ -184,10 +195,11 @@ def configured_hmac_keys() -> tuple[str, ...]:
 
 def shutdown(timeout: float = 5.0) -> None:
     """Flush and close the process-wide dispatcher."""
-    global _config, _sink
+    global _config, _sink, _shut_down
     with _config_lock:
         cfg, _config = _config, None
         _sink = None
+        _shut_down = True
     if cfg is not None:
         cfg.dispatcher.close(timeout)
 
