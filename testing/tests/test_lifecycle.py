@@ -20,6 +20,20 @@ from realservers._base import alive_identities, group_identities
 from realservers.redis_server import RedisServer
 from realservers.statsd_server import parse_inspect
 
+
+def _not_provisioned(reason: str) -> None:
+    """Outside CI a missing server skips; with CI=true it fails the run."""
+    if realservers.is_ci():
+        pytest.fail(f"{reason} (CI=true: provisioning must have run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _require_provisioned(server) -> None:  # noqa: ANN001 - any launcher
+    missing = server.missing_provisioning()
+    if missing:
+        _not_provisioned(missing)
+
+
 TESTING_DIR = Path(__file__).resolve().parents[1]
 ALL = list(realservers.NAMES)
 
@@ -170,8 +184,7 @@ def test_start_failure_reports_exit_code_and_log_tail():
             return [*super()._command(), "--no-such-directive", "x"]
 
     server = BrokenRedis()
-    if server.missing_provisioning():
-        pytest.skip(server.missing_provisioning())
+    _require_provisioned(server)
     with pytest.raises(realservers.ServerStartError) as caught:
         server.start()
     message = str(caught.value)
@@ -189,8 +202,7 @@ def test_start_deadline_kills_a_server_that_never_answers():
             raise ConnectionError("pretending not to hear")
 
     server = DeafRedis()
-    if server.missing_provisioning():
-        pytest.skip(server.missing_provisioning())
+    _require_provisioned(server)
     with pytest.raises(realservers.ServerStartError, match="did not answer .* within 1s"):
         server.start()
     assert not server.running and server.process_ids() == []
@@ -240,7 +252,7 @@ def test_parse_inspect_refuses_truncated_dumps():
 def test_provisioning_again_reuses_the_cache():
     present = [n for n in ALL if realservers.server_class(n)().missing_provisioning() is None]
     if not present:
-        pytest.skip("nothing provisioned here yet")
+        _not_provisioned("nothing provisioned here yet: run python3 testing/provision.py")
     result = subprocess.run(
         [sys.executable, str(TESTING_DIR / "provision.py"), "--only", ",".join(present)],
         capture_output=True, text=True, timeout=300,

@@ -17,8 +17,6 @@ from xprofiler.core.points import Point, TraceFilter, TraceSummary
 from xprofiler.core.tracing import Trace
 from xprofiler.core.uri import URL
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
 
 class JsonLinesDriver:
     """A real (if tiny) file store: one JSON line per point, with the writing process's pid.

@@ -3,7 +3,6 @@ bridge -> the real StatsD daemon. Two distributions, their real processes, one c
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -15,15 +14,10 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
+import statsd_bridge  # noqa: F401 - the core session installs it; the test needs it
 from xprofiler.core.registry import load_driver
 from xprofiler.core.testing import make_trace
-
-if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    import statsd_bridge  # noqa: F401 - the core session installs it; in CI it must be there
-else:
-    pytest.importorskip("statsd_bridge")
-
-from xprofiler.core.web import make_app  # noqa: E402
+from xprofiler.core.web import make_app
 
 
 class _Quiet(WSGIRequestHandler):
