@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DriverError, StoreUnavailable
-from ..points import Point, TraceFilter, TraceSummary
+from ..points import POINT_KEYS, Point, TraceFilter, TraceSummary
 from ..protocol import BaseDriver
 from ..uri import URL
 
 __all__ = ["SQLiteDriver", "default_path"]
+
+# The table's columns are the point's keys, in POINT_KEYS order; all but the last two are
+# stored as they are, error as 0/1 and info as JSON text.
+_AS_IS = POINT_KEYS[:-2]
+assert POINT_KEYS[-2:] == ("error", "info")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -84,16 +89,7 @@ class SQLiteDriver(BaseDriver):
     def notify(self, points: Sequence[Point]) -> None:
         rows = [
             (
-                p["id"],
-                p["base_id"],
-                p["trace_id"],
-                p["parent_id"],
-                p["event"],
-                p["name"],
-                p["timestamp"],
-                p["service"],
-                p["project"],
-                p["host"],
+                *(p[k] for k in _AS_IS),  # type: ignore[literal-required]
                 int(bool(p["error"])),
                 json.dumps(p["info"], separators=(",", ":")),
             )
@@ -112,20 +108,10 @@ class SQLiteDriver(BaseDriver):
                 raise StoreUnavailable(f"the sqlite store {self.path} failed: {exc}") from exc
 
     def _row_to_point(self, row: Sequence[Any]) -> Point:
-        return {
-            "id": row[0],
-            "base_id": row[1],
-            "trace_id": row[2],
-            "parent_id": row[3],
-            "event": row[4],
-            "name": row[5],
-            "timestamp": row[6],
-            "service": row[7],
-            "project": row[8],
-            "host": row[9],
-            "error": bool(row[10]),
-            "info": json.loads(row[11]),
-        }
+        point: dict[str, Any] = dict(zip(_AS_IS, row, strict=False))
+        point["error"] = bool(row[-2])
+        point["info"] = json.loads(row[-1])
+        return point  # type: ignore[return-value]
 
     def get_report(self, base_id: str) -> list[Point]:
         with self._lock:

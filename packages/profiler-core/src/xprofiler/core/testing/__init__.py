@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ..points import Point, TraceFilter, TraceSummary
+from ..points import POINT_KEYS, Point, TraceFilter, TraceSummary
 from ..registry import load_driver
 from ..tree import build_report
 
@@ -133,20 +133,7 @@ def make_trace(
 
 def _key(points: list[Point]) -> list[tuple[Any, ...]]:
     return sorted(
-        (
-            p["id"],
-            p["base_id"],
-            p["trace_id"],
-            p["parent_id"],
-            p["event"],
-            p["name"],
-            p["timestamp"],
-            p["service"],
-            p["project"],
-            p["host"],
-            p["error"],
-            repr(p["info"]),
-        )
+        tuple(repr(p[k]) if k == "info" else p[k] for k in POINT_KEYS)  # type: ignore[literal-required]
         for p in points
     )
 
